@@ -1,0 +1,123 @@
+"""Agent = world model + actor-critic, their optimizers, and the policy used in the env."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .behavior import ActorCritic
+from .world_model import NON_OBS_KEYS, State, WorldModel
+
+PolicyState = tuple[State, torch.Tensor]
+
+
+class Optimizer:
+    """Adam with the reference's extras: global-norm clipping and decoupled weight decay
+    (``w *= 1 - wd`` before each step, i.e. AdamW with ``weight_decay = wd / lr``)."""
+
+    def __init__(self, name: str, params: list[nn.Parameter], cfg):
+        self.name, self.params, self.clip = name, list(params), cfg.clip
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.wd / cfg.lr)
+
+    def step(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip else torch.zeros(())
+        self.opt.step()
+        return {f"{self.name}/loss": loss.detach(), f"{self.name}/grad_norm": norm}
+
+
+def space_dims(act_space) -> tuple[int, bool]:
+    """(action vector size, discrete?) of a gymnasium action space after the adapter."""
+    discrete = hasattr(act_space, "n")
+    return (int(act_space.n) if discrete else int(np.prod(act_space.shape))), discrete
+
+
+class Agent(nn.Module):
+    """The DreamerV2 agent.
+
+    ``update(batch)`` does one training step of the world model and the actor-critic;
+    ``policy(obs, state, mode)`` acts on a batch of env observations; ``act(obs, state)``
+    is the one-env convenience used through the public API.
+    """
+
+    def __init__(self, cfg, obs_space: dict[str, tuple[tuple[int, ...], Any]], act_space, device: str = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_space = {k: (tuple(shape), np.dtype(dtype)) for k, (shape, dtype) in obs_space.items()}
+        self.act_space = act_space
+        self.action_dim, self.discrete = space_dims(act_space)
+        self.wm = WorldModel(self.obs_space, self.action_dim, cfg)
+        self.ac = ActorCritic(self.wm.rssm.feat_dim, self.action_dim, self.discrete, cfg)
+        self.to(device)
+        self.device = torch.device(device)
+        self.model_opt = Optimizer("world_model", self.wm.parameters(), cfg.model_opt)
+        self.actor_opt = Optimizer("actor", self.ac.actor.parameters(), cfg.actor_opt)
+        self.critic_opt = Optimizer("critic", self.ac.critic.parameters(), cfg.critic_opt)
+
+    # -- training -----------------------------------------------------------------------------
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """One gradient step on every part from a replay batch of [B, T, ...] arrays."""
+        data = self.wm.preprocess(batch, self.device)
+        wm_loss, post, metrics = self.wm.loss(data)
+        metrics.update(self.model_opt.step(wm_loss))
+        start = {k: v.detach().flatten(0, 1) for k, v in post.items()}  # [B*T, ...]
+        self.wm.requires_grad_(False)  # the actor's gradient may pass through, never into, the model
+        try:
+            actor_loss, critic_loss, ac_metrics = self.ac.losses(self.wm, start, data["is_terminal"].flatten(0, 1))
+        finally:
+            self.wm.requires_grad_(True)
+        metrics.update(ac_metrics)
+        metrics.update(self.actor_opt.step(actor_loss))
+        metrics.update(self.critic_opt.step(critic_loss))
+        self.ac.update_slow_critic()
+        return {k: float(v) for k, v in metrics.items()}
+
+    # -- acting -------------------------------------------------------------------------------
+    def initial_state(self, batch: int) -> PolicyState:
+        return self.wm.rssm.initial(batch, self.device), torch.zeros(batch, self.action_dim, device=self.device)
+
+    @torch.no_grad()
+    def policy(self, obs: dict[str, np.ndarray], state: PolicyState | None, mode: str = "train"
+               ) -> tuple[np.ndarray, PolicyState]:
+        """obs: batched contract dict [N, ...]. mode: 'train' samples, 'eval' takes the mode.
+
+        Returns actions [N, A] (one-hot or in [-1, 1]) and the recurrent state to pass back.
+        """
+        n = len(obs["is_first"])
+        if state is None:
+            state = self.initial_state(n)
+        latent, action = state
+        batch = {k: v[:, None] for k, v in obs.items() if k in self.obs_space or k in NON_OBS_KEYS}
+        data = self.wm.preprocess(batch, self.device)
+        embed = self.wm.encode(data)[:, 0]  # [N, E]
+        latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=mode == "train")
+        dist = self.ac.actor(self.wm.rssm.feat(latent))
+        action = dist.sample() if mode == "train" else dist.mode()
+        noise = self.cfg.train.expl_noise if mode == "train" else self.cfg.train.eval_noise
+        action = self._noise(action, noise)
+        return action.cpu().numpy(), (latent, action)
+
+    def _noise(self, action: torch.Tensor, amount: float) -> torch.Tensor:
+        if amount == 0:
+            return action
+        if self.discrete:
+            random = torch.nn.functional.one_hot(
+                torch.randint(0, self.action_dim, action.shape[:-1], device=action.device), self.action_dim).float()
+            pick = (torch.rand(action.shape[:-1], device=action.device) < amount)[..., None]
+            return torch.where(pick, random, action)
+        return (action + amount * torch.randn_like(action)).clamp(-1, 1)
+
+    def act(self, obs: dict[str, Any], state: PolicyState | None = None, explore: bool = False
+            ) -> tuple[Any, PolicyState]:
+        """Act in one env: ``obs`` is the contract dict an adapter returns (one step, unbatched).
+
+        Returns the action in the wrapped env's format (one-hot / [-1, 1] vector) and the state.
+        """
+        batch = {k: np.asarray(v)[None] for k, v in obs.items()}
+        if "is_first" not in batch:
+            batch["is_first"] = np.array([state is None])
+        action, state = self.policy(batch, state, "train" if explore else "eval")
+        return action[0], state

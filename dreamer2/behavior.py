@@ -1,0 +1,162 @@
+"""Actor-critic learned purely in imagination.
+
+From every posterior state of a training batch the world model rolls the actor forward for
+``horizon`` steps in latent space. λ-returns computed with the slow critic train the critic
+(regression) and the actor (REINFORCE, dynamics backpropagation, or a mix), weighted by the
+cumulative predicted discount so that steps after a predicted episode end count less.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .distributions import MSEDist, OneHotDist, TruncNormalDist
+from .nets import MLPHead
+from .world_model import State, WorldModel
+
+
+def lambda_return(reward: torch.Tensor, value: torch.Tensor, discount: torch.Tensor,
+                  bootstrap: torch.Tensor, lam: float) -> torch.Tensor:
+    """``R_t = r_t + d_t ((1 - lam) v_{t+1} + lam R_{t+1})`` with ``R_H = bootstrap``.
+
+    All inputs are batch-first [N, H] (bootstrap [N]); returns [N, H]. lam = 1 gives the
+    discounted Monte-Carlo return, lam = 0 the one-step TD target.
+    """
+    next_value = torch.cat([value[:, 1:], bootstrap[:, None]], 1)  # [N, H]
+    inputs = reward + discount * next_value * (1 - lam)
+    returns, last = [], bootstrap
+    for t in reversed(range(reward.shape[1])):
+        last = inputs[:, t] + discount[:, t] * lam * last
+        returns.append(last)
+    return torch.stack(returns[::-1], 1)  # [N, H]
+
+
+def cumulative_discount(discount: torch.Tensor) -> torch.Tensor:
+    """Loss weights [N, H+1]: ``w_0 = 1, w_t = prod_{i<t} d_i``, without gradient."""
+    ones = torch.ones_like(discount[:, :1])
+    return torch.cumprod(torch.cat([ones, discount[:, :-1]], 1), 1).detach()
+
+
+class Actor(nn.Module):
+    """Policy over one-hot actions (discrete) or truncated-normal actions in [-1, 1]."""
+
+    def __init__(self, feat: int, action_dim: int, discrete: bool, cfg):
+        super().__init__()
+        dist = cfg.dist if cfg.dist != "auto" else ("onehot" if discrete else "trunc_normal")
+        self.dist_name, self.min_std = dist, cfg.min_std
+        out = action_dim if dist == "onehot" else 2 * action_dim
+        self.net = MLPHead(feat, out, cfg.layers, cfg.units, cfg.norm)
+
+    def forward(self, feat: torch.Tensor) -> OneHotDist | TruncNormalDist:
+        x = self.net(feat)
+        if self.dist_name == "onehot":
+            return OneHotDist(x)
+        mean, std = x.chunk(2, -1)
+        return TruncNormalDist(torch.tanh(mean), 2 * torch.sigmoid(std / 2) + self.min_std)
+
+
+class Critic(nn.Module):
+    def __init__(self, feat: int, cfg):
+        super().__init__()
+        self.net = MLPHead(feat, 1, cfg.layers, cfg.units, cfg.norm)
+
+    def forward(self, feat: torch.Tensor) -> MSEDist:
+        return MSEDist(self.net(feat).squeeze(-1))
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, feat: int, action_dim: int, discrete: bool, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.actor = Actor(feat, action_dim, discrete, cfg.actor)
+        self.critic = Critic(feat, cfg.critic)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        grad = cfg.actor.grad
+        self.grad = grad if grad != "auto" else ("reinforce" if discrete else "dynamics")
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def imagine(self, wm: WorldModel, start: State, horizon: int) -> dict[str, torch.Tensor]:
+        """Roll the actor forward in latent space from start states [N, ...].
+
+        Returns batch-first [N, H+1, ...] features and actions (action t led to state t; the
+        start's action is zeros), plus per-step log-probabilities and entropies [N, H] of the
+        policy at states 0..H-1, computed once here and reused by the actor loss.
+        """
+        dynamics_grad = self.grad in ("dynamics", "both")
+        state = start
+        feat = wm.rssm.feat(state)
+        feats, actions, logps, ents = [feat], [], [], []
+        for _ in range(horizon):
+            dist = self.actor(feat.detach())
+            action = dist.sample()
+            logps.append(dist.log_prob(action.detach()))
+            ents.append(dist.entropy())
+            with torch.set_grad_enabled(dynamics_grad and torch.is_grad_enabled()):
+                state = wm.rssm.img_step(state, action if dynamics_grad else action.detach())
+                feat = wm.rssm.feat(state)
+            feats.append(feat)
+            actions.append(action)
+        actions.insert(0, torch.zeros_like(actions[0]))
+        return {"feat": torch.stack(feats, 1), "action": torch.stack(actions, 1),
+                "logp": torch.stack(logps, 1), "entropy": torch.stack(ents, 1)}
+
+    def losses(self, wm: WorldModel, start: State, is_terminal: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Actor and critic losses from start states [N, ...] and their is_terminal [N]."""
+        cfg = self.cfg
+        seq = self.imagine(wm, start, cfg.behavior.horizon)
+        feat = seq["feat"]  # [N, H+1, F]
+        reward = wm.reward(feat).mode()  # [N, H+1]
+        if cfg.model.pred_discount:
+            discount = wm.discount(feat).mean  # [N, H+1], already times gamma (the target was)
+            first = (1.0 - is_terminal.float()) * cfg.behavior.discount  # the real one at step 0
+            discount = torch.cat([first[:, None], discount[:, 1:]], 1)
+        else:
+            discount = torch.full_like(reward, cfg.behavior.discount)
+        weight = cumulative_discount(discount)  # [N, H+1]
+        value = self.slow_critic(feat).mode() if cfg.critic.slow_target else self.critic(feat).mode()
+        target = lambda_return(reward[:, :-1], value[:, :-1], discount[:, :-1], value[:, -1],
+                               cfg.behavior.discount_lambda)  # [N, H]
+
+        # Actor: the policy at state t (t < H-1) chose action t+1, whose return is target[t+1].
+        baseline = (self.slow_critic if cfg.critic.slow_baseline else self.critic)(feat[:, :-2].detach()).mode()
+        advantage = (target[:, 1:] - baseline).detach()  # [N, H-1]
+        reinforce = seq["logp"][:, :-1] * advantage
+        dynamics = target[:, 1:]
+        if self.grad == "reinforce":
+            objective = reinforce
+        elif self.grad == "dynamics":
+            objective = dynamics
+        else:
+            mix = cfg.actor.grad_mix
+            objective = mix * dynamics + (1 - mix) * reinforce
+        entropy = seq["entropy"][:, :-1]
+        objective = objective + cfg.actor.entropy * entropy
+        actor_loss = -(weight[:, :-2] * objective).mean()
+
+        # Critic: regress the λ-return from the imagined features.
+        critic_dist = self.critic(feat[:, :-1].detach())
+        critic_loss = -(critic_dist.log_prob(target.detach()) * weight[:, :-1]).mean()
+
+        metrics = {
+            "actor/entropy": entropy.mean().detach(),
+            "actor/advantage_mean": advantage.mean(),
+            "actor/advantage_std": advantage.std(),
+            "behavior/lambda_return": target.mean().detach(),
+            "behavior/value": value.mean().detach(),
+            "behavior/imag_reward": reward.mean().detach(),
+            "behavior/imag_discount": discount.mean().detach(),
+        }
+        return actor_loss, critic_loss, metrics
+
+    def update_slow_critic(self) -> None:
+        """Copy the critic into the slow critic every ``slow_target_update`` updates."""
+        cfg = self.cfg.critic
+        if cfg.slow_target and int(self.updates) % cfg.slow_target_update == 0:
+            mix = 1.0 if int(self.updates) == 0 else cfg.slow_target_fraction
+            with torch.no_grad():
+                for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+                    slow.mul_(1 - mix).add_(mix * fast)
+        self.updates += 1

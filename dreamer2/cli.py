@@ -1,0 +1,63 @@
+"""The ``dreamer2`` command: parsing only; the work is done by the public API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import ConfigError, parse_overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreamer2", description="DreamerV2 in PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train or resume a run",
+                           epilog="Any config key can be set as a dotted option, e.g. --rssm.deter 256 "
+                                  "--actor.entropy 1e-3 --env.pixels true.")
+    train.add_argument("--logdir", required=True, help="run folder; an existing one is resumed")
+    train.add_argument("--preset", default=None, help="config preset(s), comma-separated, stacked on the defaults")
+    train.add_argument("--task", default=None, help="e.g. gym:CartPole-v1 (same as --env.task)")
+    train.add_argument("--steps", type=int, default=None, help="agent steps to train for (same as --train.steps)")
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev = sub.add_parser("eval", help="evaluate a trained run")
+    ev.add_argument("--logdir", required=True)
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--task", default=None, help="evaluate on another task string than the run's")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import dreamer2
+
+    args, rest = _parser().parse_known_args(argv)
+    try:
+        if args.command == "train":
+            overrides = parse_overrides(rest)
+            if args.task:
+                overrides["env.task"] = args.task
+            if args.steps is not None:
+                overrides["train.steps"] = args.steps
+            if args.seed is not None:
+                overrides["seed"] = args.seed
+            presets = args.preset.split(",") if args.preset else None
+            logdir = args.logdir
+            print(f"dreamer2: logdir {logdir}", file=sys.stderr)
+            dreamer2.train(None, preset=presets, logdir=logdir, overrides=overrides, progress=not args.no_progress)
+        elif args.command == "eval":
+            if rest:
+                raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
+            agent = dreamer2.load(args.logdir)
+            print(json.dumps(dreamer2.evaluate(agent, args.task, episodes=args.episodes)))
+    except (dreamer2.ConfigError, dreamer2.EnvError, dreamer2.ReplayError, dreamer2.CheckpointError,
+            FileNotFoundError) as err:
+        print(f"dreamer2: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dreamer2: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Env adapters: every suite is turned into the observation contract of DESIGN.md.
+
+``reset()`` and ``step(action)`` return a dict with the observation keys (``image`` uint8
+HxWxC and/or float32 vectors) plus ``reward``, ``is_first``, ``is_last``, ``is_terminal``.
+Actions come in as one-hot vectors (discrete) or vectors in [-1, 1] (continuous).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .gym import EnvError, GymAdapter
+
+SUITES = ("gym",)
+
+
+def make_env(task: Any, cfg, seed: int) -> GymAdapter:
+    """``task``: a ``"suite:ID"`` string, a ``gymnasium.Env``, or a callable that returns one."""
+    import gymnasium
+
+    if isinstance(task, str):
+        suite, _, name = task.partition(":")
+        if not name or suite not in SUITES:
+            raise EnvError(f"unknown task '{task}': expected SUITE:NAME with SUITE one of {', '.join(SUITES)}")
+        try:
+            env = gymnasium.make(name, render_mode="rgb_array" if cfg.env.pixels else None)
+        except gymnasium.error.Error as err:
+            raise EnvError(f"cannot make gymnasium env '{name}': {err}") from None
+    elif isinstance(task, gymnasium.Env):
+        env = task
+    elif callable(task):
+        env = task()
+        if not isinstance(env, gymnasium.Env):
+            raise EnvError(f"the env factory returned {type(env).__name__}, not a gymnasium.Env")
+    else:
+        raise EnvError(f"env must be a task string, a gymnasium.Env or a callable, got {type(task).__name__}")
+    return GymAdapter(env, pixels=cfg.env.pixels, size=tuple(cfg.env.size),
+                      action_repeat=cfg.env.action_repeat, time_limit=cfg.env.time_limit, seed=seed)
+
+
+__all__ = ["EnvError", "GymAdapter", "make_env", "SUITES"]

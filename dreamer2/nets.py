@@ -1,0 +1,106 @@
+"""Network building blocks of DreamerV2: MLP, CNN encoder, transposed-CNN decoder, LayerNorm GRU.
+
+Layer sizes follow the reference implementation: ELU activations, 'valid' convolutions of
+stride 2 whose depth doubles per layer, and a decoder that starts from a 1x1 feature map.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(inp: int, layers: int, units: int, norm: bool = False) -> nn.Sequential:
+    """`layers` x (Linear -> [LayerNorm] -> ELU); the output layer is added by the caller."""
+    modules: list[nn.Module] = []
+    for _ in range(layers):
+        modules.append(nn.Linear(inp, units, bias=not norm))
+        if norm:
+            modules.append(nn.LayerNorm(units, eps=1e-3))
+        modules.append(nn.ELU())
+        inp = units
+    return nn.Sequential(*modules)
+
+
+class MLPHead(nn.Module):
+    """MLP trunk plus a linear output of `out` units (the parameters of a distribution)."""
+
+    def __init__(self, inp: int, out: int, layers: int, units: int, norm: bool = False):
+        super().__init__()
+        self.trunk = mlp(inp, layers, units, norm)
+        self.out = nn.Linear(units if layers else inp, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.trunk(x))
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 'valid' convolutions (kernels 4,4,4,4 by default): 64x64 -> 2x2 x 8*depth."""
+
+    def __init__(self, channels: int, depth: int, kernels: list[int], size: tuple[int, int], norm: bool = False):
+        super().__init__()
+        in_channels = channels
+        layers: list[nn.Module] = []
+        for i, kernel in enumerate(kernels):
+            out = depth * 2 ** i
+            layers.append(nn.Conv2d(channels, out, kernel, stride=2, bias=not norm))
+            if norm:
+                layers.append(nn.GroupNorm(1, out, eps=1e-3))  # LayerNorm over channels and space
+            layers.append(nn.ELU())
+            channels = out
+        self.net = nn.Sequential(*layers)
+        with torch.no_grad():
+            self.out_dim = int(self.net(torch.zeros(1, in_channels, *size)).numel())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """image [..., C, H, W] float in [-0.5, 0.5] -> [..., out_dim]."""
+        lead = image.shape[:-3]
+        x = self.net(image.reshape(-1, *image.shape[-3:]))  # [N, 8*depth, h, w]
+        return x.reshape(*lead, -1)  # [..., out_dim]
+
+
+class ConvDecoder(nn.Module):
+    """Linear to 32*depth, read as a 1x1 map, then transposed convolutions (5,5,6,6): 1 -> 64."""
+
+    def __init__(self, feat: int, channels: int, depth: int, kernels: list[int], norm: bool = False):
+        super().__init__()
+        self.depth = depth
+        self.linear = nn.Linear(feat, 32 * depth)
+        layers: list[nn.Module] = []
+        inp = 32 * depth
+        for i, kernel in enumerate(kernels):
+            last = i == len(kernels) - 1
+            out = channels if last else depth * 2 ** (len(kernels) - i - 2)
+            layers.append(nn.ConvTranspose2d(inp, out, kernel, stride=2, bias=last or not norm))
+            if not last:
+                if norm:
+                    layers.append(nn.GroupNorm(1, out, eps=1e-3))
+                layers.append(nn.ELU())
+            inp = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        """feat [..., F] -> image mean [..., C, H, W]."""
+        lead = feat.shape[:-1]
+        x = self.linear(feat).reshape(-1, 32 * self.depth, 1, 1)  # [N, 32*depth, 1, 1]
+        x = self.net(x)  # [N, C, H, W]
+        return x.reshape(*lead, *x.shape[1:])
+
+
+class LayerNormGRUCell(nn.Module):
+    """GRU cell of the reference: one Linear over [input, state] for all three gates,
+    LayerNorm over the gate pre-activations, and an update gate biased towards keeping the
+    state (sigma(u - 1)) so that the deterministic path starts out as a slow memory."""
+
+    def __init__(self, inp: int, size: int, norm: bool = True):
+        super().__init__()
+        self.size = size
+        self.linear = nn.Linear(inp + size, 3 * size, bias=not norm)
+        self.norm = nn.LayerNorm(3 * size, eps=1e-3) if norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        parts = self.norm(self.linear(torch.cat([x, state], -1)))  # [N, 3*size]
+        reset, cand, update = parts.split(self.size, -1)
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update - 1)
+        return update * cand + (1 - update) * state

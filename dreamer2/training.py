@@ -1,0 +1,196 @@
+"""The training loop: prefill, collect, train every N steps, evaluate, checkpoint, log.
+
+A logdir is the whole state of a run: ``config.yaml``, ``episodes/*.npz``, ``checkpoint.pt``,
+``metrics.jsonl`` and TensorBoard files. Running on an existing logdir resumes it; the step
+counter is the number of env steps in finished episodes on disk, as in the reference, so an
+episode that finished after the last checkpoint is neither lost nor counted twice.
+"""
+from __future__ import annotations
+
+import io
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from . import config as config_lib
+from .agent import Agent
+from .driver import Driver
+from .envs import GymAdapter, make_env
+from .logger import Logger
+from .replay import Replay, atomic_write
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read, phrased for the user."""
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise config_lib.ConfigError(f"device '{name}' asked for, but torch sees no CUDA device")
+    return name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_logdir(logdir: Path, preset: str | list[str] | None, overrides: dict[str, Any] | None) -> DictConfig:
+    """The run's config: from the preset and overrides, or from ``logdir/config.yaml`` on resume.
+
+    Resuming with settings that differ from the saved ones (other than how long or how often
+    to run, ``config.RESUMABLE_KEYS``) is an error that names every differing key.
+    """
+    path = logdir / "config.yaml"
+    if not path.exists():
+        cfg = config_lib.make_config(preset or "defaults", overrides)
+        logdir.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, config_lib.to_yaml(cfg).encode())
+        return cfg
+    saved = config_lib.from_yaml(path.read_text(), str(path))
+    cfg = config_lib.make_config(preset, overrides) if preset else config_lib.make_config([], overrides, base=saved)
+    conflicts = {k: v for k, v in config_lib.diff(saved, cfg).items() if k not in config_lib.RESUMABLE_KEYS}
+    if conflicts:
+        listed = "; ".join(f"{k}: {a!r} (saved) vs {b!r} (now)" for k, b_a in conflicts.items() for a, b in [b_a])
+        raise config_lib.ConfigError(f"logdir {logdir} was made with a different config: {listed}")
+    if config_lib.diff(saved, cfg):
+        atomic_write(path, config_lib.to_yaml(cfg).encode())
+    return cfg
+
+
+def save_checkpoint(path: Path, agent: Agent, step: int, replay: Replay) -> None:
+    state = {
+        "agent": agent.state_dict(),
+        "model_opt": agent.model_opt.opt.state_dict(),
+        "actor_opt": agent.actor_opt.opt.state_dict(),
+        "critic_opt": agent.critic_opt.opt.state_dict(),
+        "step": step,
+        "replay": replay.state_dict(),
+        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, agent: Agent, replay: Replay | None = None, restore_rng: bool = True) -> int:
+    """Restore weights, optimizer moments, slow critic, counters and RNGs; returns the step."""
+    try:
+        state = torch.load(path, map_location=agent.device, weights_only=False)
+        agent.load_state_dict(state["agent"])
+        agent.model_opt.opt.load_state_dict(state["model_opt"])
+        agent.actor_opt.opt.load_state_dict(state["actor_opt"])
+        agent.critic_opt.opt.load_state_dict(state["critic_opt"])
+    except Exception as err:
+        raise CheckpointError(f"checkpoint {path} cannot be loaded ({type(err).__name__}: {str(err)[:200]}); "
+                              "it is corrupt or from another config") from None
+    if replay is not None:
+        replay.load_state_dict(state["replay"])
+    if restore_rng:
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+    return int(state["step"])
+
+
+def random_policy(env: GymAdapter, rng: np.random.Generator):
+    def policy(obs: dict[str, np.ndarray], state: Any):
+        return np.stack([env.random_action(rng) for _ in obs["is_first"]]), None
+    return policy
+
+
+def episode_stats(episode: dict[str, np.ndarray]) -> dict[str, float]:
+    return {"return": float(episode["reward"][1:].sum()), "length": float(len(episode["reward"]) - 1)}
+
+
+def evaluate(agent: Agent, env: GymAdapter, episodes: int) -> dict[str, float]:
+    """Run ``episodes`` episodes with the actor's mode; return mean/std of return and length."""
+    results: list[dict[str, float]] = []
+    driver = Driver([env], [lambda ep: results.append(episode_stats(ep))])
+    driver(lambda obs, state: agent.policy(obs, state, "eval"), episodes=episodes)
+    returns = np.array([r["return"] for r in results])
+    lengths = np.array([r["length"] for r in results])
+    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "length_mean": float(lengths.mean()), "episodes": len(results)}
+
+
+def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True) -> Agent:
+    """Train (or resume) the run in ``logdir``; ``env`` overrides ``cfg.env.task`` when given."""
+    logdir = Path(logdir)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    replay = Replay(logdir / "episodes", cfg.replay.capacity, cfg.replay.length, cfg.replay.prioritize_ends,
+                    seed=cfg.seed)
+    task = env if env is not None else cfg.env.task
+    train_env = make_env(task, cfg, seed=cfg.seed + replay.total_episodes)
+    if not isinstance(task, gymnasium.Env):
+        eval_env = make_env(task, cfg, seed=cfg.seed + cfg.env.seed_offset_eval)
+    else:
+        eval_env = train_env  # one env instance: evaluation borrows it between training chunks
+    agent = Agent(cfg, train_env.obs_space, train_env.act_space, device)
+    checkpoint = logdir / "checkpoint.pt"
+    resumed = checkpoint.exists()
+    if resumed:
+        load_checkpoint(checkpoint, agent, replay)
+    step = replay.total_steps
+    tc = cfg.train
+    logger = Logger(logdir, tc.steps, step, cfg.env.action_repeat, progress)
+
+    def on_episode(episode: dict[str, np.ndarray]) -> None:
+        replay.add(episode)
+        stats = episode_stats(episode)
+        logger.scalars(stats, "episode/")
+        logger.progress(step, **{"return": stats["return"]})
+
+    driver = Driver([train_env], [on_episode])
+    rng = np.random.default_rng(cfg.seed + replay.total_episodes)
+    try:
+        if step < tc.prefill or not len(replay):
+            count, _ = driver(random_policy(train_env, rng), steps=max(tc.prefill - step, 1))
+            step += count
+            while not len(replay):  # sampling needs one finished episode
+                count, _ = driver(random_policy(train_env, rng), steps=1)
+                step += count
+            logger.write(step)
+        if not resumed:
+            for _ in range(tc.pretrain):
+                logger.scalars(agent.update(replay.sample(cfg.replay.batch)))
+        policy = lambda obs, state: agent.policy(obs, state, "train")
+        next_log = step + tc.log_every
+        next_eval = step + tc.eval_every if resumed else step
+        next_ckpt = step + tc.checkpoint_every
+        while step < tc.steps:
+            if step >= next_eval:
+                next_eval += tc.eval_every
+                stats = evaluate(agent, eval_env, tc.eval_episodes)
+                logger.scalars({"return": stats["return_mean"], "length": stats["length_mean"]}, "eval/")
+                logger.progress(step, eval=stats["return_mean"])
+                if eval_env is train_env:
+                    driver.reset()
+            count, _ = driver(policy, steps=min(tc.train_every, tc.steps - step))
+            step += count
+            logger.progress(step)
+            for _ in range(tc.train_steps):
+                logger.scalars(agent.update(replay.sample(cfg.replay.batch)))
+            if step >= next_log:
+                next_log += tc.log_every
+                logger.write(step)
+            if step >= next_ckpt:
+                next_ckpt += tc.checkpoint_every
+                save_checkpoint(checkpoint, agent, step, replay)
+        stats = evaluate(agent, eval_env, tc.eval_episodes)
+        logger.scalars({"return": stats["return_mean"], "length": stats["length_mean"]}, "eval/")
+        logger.write(step)
+        save_checkpoint(checkpoint, agent, step, replay)
+    finally:
+        logger.close()
+    return agent

@@ -1,0 +1,255 @@
+"""The world model: encoder, RSSM with discrete latents, decoders, reward and discount heads.
+
+``WorldModel.loss`` returns the paper's objective: image/vector reconstruction, reward and
+discount likelihoods, and the KL-balanced latent loss, plus the posterior states that the
+actor-critic imagines from.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributions import BernoulliDist, MSEDist, OneHotDist, categorical_kl, gaussian_kl
+from .nets import ConvDecoder, ConvEncoder, LayerNormGRUCell, MLPHead, mlp
+
+State = dict[str, torch.Tensor]
+NON_OBS_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action", "discount")
+
+
+def detach(state: State) -> State:
+    return {k: v.detach() for k, v in state.items()}
+
+
+def kl_balance(kl: Callable[[State, State], torch.Tensor], post: State, prior: State,
+               balance: float, free: float, free_avg: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL balancing: ``(1 - balance) * KL(post || sg(prior)) + balance * KL(sg(post) || prior)``.
+
+    The first term trains the posterior towards the prior, the second (weighted 0.8 in the
+    paper) trains the prior towards the posterior, so the prior learns faster than the
+    posterior is regularized. Free nats clip each term from below, after averaging over the
+    batch when ``free_avg`` (the reference) or per element otherwise. Returns (loss, raw KL).
+    """
+    lhs = kl(post, detach(prior))  # gradient reaches the posterior only
+    rhs = kl(detach(post), prior)  # gradient reaches the prior only
+    free_t = torch.tensor(free, dtype=lhs.dtype, device=lhs.device)
+    if free_avg:
+        loss = (1 - balance) * torch.maximum(lhs.mean(), free_t) + balance * torch.maximum(rhs.mean(), free_t)
+    else:
+        loss = ((1 - balance) * torch.maximum(lhs, free_t) + balance * torch.maximum(rhs, free_t)).mean()
+    return loss, lhs.detach()
+
+
+class RSSM(nn.Module):
+    """Recurrent state-space model: deterministic GRU path ``deter`` and stochastic ``stoch``.
+
+    Discrete latents (``discrete > 0``) are ``stoch`` categoricals of ``discrete`` classes,
+    sampled with straight-through gradients; ``discrete == 0`` gives diagonal Gaussians.
+    """
+
+    def __init__(self, action_dim: int, embed_dim: int, deter: int, hidden: int, stoch: int,
+                 discrete: int, norm: bool = False, min_std: float = 0.1):
+        super().__init__()
+        self.deter, self.stoch, self.discrete, self.min_std = deter, stoch, discrete, min_std
+        stoch_dim = stoch * discrete if discrete else stoch
+        stats_dim = stoch * discrete if discrete else 2 * stoch
+        self.stoch_dim = stoch_dim
+        self.img_in = mlp(stoch_dim + action_dim, 1, hidden, norm)
+        self.gru = LayerNormGRUCell(hidden, deter, norm=True)
+        self.img_out = MLPHead(deter, stats_dim, 1, hidden)
+        self.obs_out = MLPHead(deter + embed_dim, stats_dim, 1, hidden)
+
+    @property
+    def feat_dim(self) -> int:
+        return self.stoch_dim + self.deter
+
+    def initial(self, batch: int, device: torch.device | str) -> State:
+        state = {"deter": torch.zeros(batch, self.deter, device=device)}
+        if self.discrete:
+            state["logits"] = torch.zeros(batch, self.stoch, self.discrete, device=device)
+            state["stoch"] = torch.zeros(batch, self.stoch, self.discrete, device=device)
+        else:
+            state["mean"] = torch.zeros(batch, self.stoch, device=device)
+            state["std"] = torch.zeros(batch, self.stoch, device=device)
+            state["stoch"] = torch.zeros(batch, self.stoch, device=device)
+        return state
+
+    def feat(self, state: State) -> torch.Tensor:
+        stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]  # [..., stoch_dim]
+        return torch.cat([stoch, state["deter"]], -1)  # [..., feat_dim]
+
+    def _stats(self, x: torch.Tensor) -> State:
+        if self.discrete:
+            return {"logits": x.reshape(*x.shape[:-1], self.stoch, self.discrete)}  # [N, stoch, classes]
+        mean, std = x.chunk(2, -1)
+        return {"mean": mean, "std": 2 * torch.sigmoid(std / 2) + self.min_std}
+
+    def _sample(self, stats: State, sample: bool) -> torch.Tensor:
+        if self.discrete:
+            dist = OneHotDist(stats["logits"])
+            return dist.sample() if sample else dist.mode()
+        if not sample:
+            return stats["mean"]
+        return stats["mean"] + stats["std"] * torch.randn_like(stats["std"])
+
+    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
+        """Prior step: ``[stoch, action] -> Dense -> ELU -> GRU -> deter -> prior stats``."""
+        stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]
+        x = self.img_in(torch.cat([stoch, action], -1))  # [N, hidden]
+        deter = self.gru(x, state["deter"])  # [N, deter]
+        stats = self._stats(self.img_out(deter))
+        return {"deter": deter, "stoch": self._sample(stats, sample), **stats}
+
+    def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
+                 sample: bool = True) -> tuple[State, State]:
+        """Posterior step. ``is_first`` zeroes the previous state and action (episode reset)."""
+        keep = 1.0 - is_first.to(action.dtype)  # [N]
+        state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items()}
+        action = action * keep[:, None]
+        prior = self.img_step(state, action, sample)
+        stats = self._stats(self.obs_out(torch.cat([prior["deter"], embed], -1)))
+        post = {"deter": prior["deter"], "stoch": self._sample(stats, sample), **stats}
+        return post, prior
+
+    def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
+                state: State | None = None) -> tuple[State, State]:
+        """Filter a sequence: embed [B, T, E], action [B, T, A], is_first [B, T] -> states [B, T, ...]."""
+        if state is None:
+            state = self.initial(embed.shape[0], embed.device)
+        posts, priors = [], []
+        for t in range(embed.shape[1]):
+            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            posts.append(state)
+            priors.append(prior)
+        stack = lambda states: {k: torch.stack([s[k] for s in states], 1) for k in states[0]}
+        return stack(posts), stack(priors)
+
+    def kl(self, p: State, q: State) -> torch.Tensor:
+        if self.discrete:
+            return categorical_kl(p["logits"], q["logits"])
+        return gaussian_kl(p["mean"], p["std"], q["mean"], q["std"])
+
+    def entropy(self, state: State) -> torch.Tensor:
+        if self.discrete:
+            return OneHotDist(state["logits"]).entropy().sum(-1)
+        return (0.5 * np.log(2 * np.pi * np.e) + torch.log(state["std"])).sum(-1)
+
+
+class WorldModel(nn.Module):
+    """Encoder + RSSM + decoders + reward/discount heads, with the paper's loss."""
+
+    def __init__(self, obs_space: dict[str, tuple[tuple[int, ...], np.dtype]], action_dim: int, cfg):
+        super().__init__()
+        self.cfg = cfg
+        image_keys = [k for k, (shape, dtype) in obs_space.items() if len(shape) == 3]
+        vector_keys = [k for k, (shape, dtype) in obs_space.items() if len(shape) == 1]
+        self.enc_cnn = [k for k in image_keys if re.fullmatch(cfg.encoder.cnn_keys, k)]
+        self.enc_mlp = [k for k in vector_keys if re.fullmatch(cfg.encoder.mlp_keys, k)]
+        self.dec_cnn = [k for k in image_keys if re.fullmatch(cfg.decoder.cnn_keys, k)]
+        self.dec_mlp = [k for k in vector_keys if re.fullmatch(cfg.decoder.mlp_keys, k)]
+        if not self.enc_cnn and not self.enc_mlp:
+            raise ValueError(f"no observation key matches encoder.cnn_keys/mlp_keys; keys: {list(obs_space)}")
+        self.shapes = {k: tuple(shape) for k, (shape, _) in obs_space.items()}
+        embed = 0
+        if self.enc_cnn:
+            h, w = self.shapes[self.enc_cnn[0]][:2]
+            channels = sum(self.shapes[k][2] for k in self.enc_cnn)
+            e = cfg.encoder
+            self.cnn_encoder = ConvEncoder(channels, e.cnn_depth, list(e.cnn_kernels), (h, w), e.norm)
+            embed += self.cnn_encoder.out_dim
+        if self.enc_mlp:
+            e = cfg.encoder
+            inp = sum(self.shapes[k][0] for k in self.enc_mlp)
+            self.mlp_encoder = mlp(inp, e.mlp_layers, e.mlp_units, e.norm)
+            embed += e.mlp_units if e.mlp_layers else inp
+        r = cfg.rssm
+        self.rssm = RSSM(action_dim, embed, r.deter, r.hidden, r.stoch, r.discrete, r.norm, r.min_std)
+        feat = self.rssm.feat_dim
+        d = cfg.decoder
+        if self.dec_cnn:
+            channels = sum(self.shapes[k][2] for k in self.dec_cnn)
+            self.cnn_decoder = ConvDecoder(feat, channels, d.cnn_depth, list(d.cnn_kernels), d.norm)
+        if self.dec_mlp:
+            self.mlp_decoder = mlp(feat, d.mlp_layers, d.mlp_units, d.norm)
+            self.mlp_out = nn.ModuleDict({
+                k: nn.Linear(d.mlp_units if d.mlp_layers else feat, self.shapes[k][0]) for k in self.dec_mlp})
+        h = cfg.reward_head
+        self.reward_head = MLPHead(feat, 1, h.layers, h.units, h.norm)
+        if cfg.model.pred_discount:
+            h = cfg.discount_head
+            self.discount_head = MLPHead(feat, 1, h.layers, h.units, h.norm)
+
+    # -- data ---------------------------------------------------------------------------------
+    def preprocess(self, batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+        """numpy [B, T, ...] -> tensors: images to [B, T, C, H, W] in [-0.5, 0.5], reward
+        transformed as configured, discount target ``(1 - is_terminal) * discount``."""
+        data = {}
+        for key, value in batch.items():
+            tensor = torch.as_tensor(np.asarray(value), device=device)
+            if key in self.shapes and len(self.shapes[key]) == 3:
+                tensor = tensor.permute(*range(tensor.dim() - 3), -1, -3, -2).float() / 255.0 - 0.5
+            elif tensor.dtype != torch.float32 and key not in ("is_first", "is_last", "is_terminal"):
+                tensor = tensor.float()
+            data[key] = tensor
+        data["is_first"] = data["is_first"].float()
+        if "reward" in data and self.cfg.model.clip_rewards == "tanh":
+            data["reward"] = torch.tanh(data["reward"])
+        if "is_terminal" in data:
+            data["discount"] = (1.0 - data["is_terminal"].float()) * self.cfg.behavior.discount
+        return data
+
+    def encode(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        if self.enc_cnn:
+            parts.append(self.cnn_encoder(torch.cat([data[k] for k in self.enc_cnn], -3)))  # [B, T, E_cnn]
+        if self.enc_mlp:
+            parts.append(self.mlp_encoder(torch.cat([data[k] for k in self.enc_mlp], -1)))  # [B, T, E_mlp]
+        return torch.cat(parts, -1)  # [B, T, E]
+
+    def decode(self, feat: torch.Tensor) -> dict[str, MSEDist]:
+        """feat [..., F] -> one Normal(mean, 1) per decoded observation key."""
+        dists = {}
+        if self.dec_cnn:
+            mean = self.cnn_decoder(feat)  # [..., C, H, W]
+            splits = [self.shapes[k][2] for k in self.dec_cnn]
+            for key, part in zip(self.dec_cnn, mean.split(splits, -3)):
+                dists[key] = MSEDist(part, dims=3)
+        if self.dec_mlp:
+            hidden = self.mlp_decoder(feat)
+            for key in self.dec_mlp:
+                dists[key] = MSEDist(self.mlp_out[key](hidden), dims=1)
+        return dists
+
+    def reward(self, feat: torch.Tensor) -> MSEDist:
+        return MSEDist(self.reward_head(feat).squeeze(-1))
+
+    def discount(self, feat: torch.Tensor) -> BernoulliDist:
+        return BernoulliDist(self.discount_head(feat).squeeze(-1))
+
+    # -- loss ---------------------------------------------------------------------------------
+    def loss(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        embed = self.encode(data)  # [B, T, E]
+        post, prior = self.rssm.observe(embed, data["action"], data["is_first"])
+        kl_loss, kl_value = kl_balance(self.rssm.kl, post, prior, cfg.kl.balance, cfg.kl.free, cfg.kl.free_avg)
+        feat = self.rssm.feat(post)  # [B, T, F]
+        grad = lambda head: feat if head in cfg.model.grad_heads else feat.detach()
+        losses = {"kl": kl_loss}
+        for key, dist in self.decode(grad("decoder")).items():
+            losses[key] = -dist.log_prob(data[key]).mean()
+        losses["reward"] = -self.reward(grad("reward")).log_prob(data["reward"]).mean()
+        if cfg.model.pred_discount:
+            losses["discount"] = -self.discount(grad("discount")).log_prob(data["discount"]).mean()
+        scales = cfg.loss_scales
+        scale = lambda key: (scales.kl if key == "kl" else scales.reward if key == "reward"
+                             else scales.discount if key == "discount"
+                             else scales.image if key in self.dec_cnn else scales.vector)
+        total = sum(scale(k) * v for k, v in losses.items())
+        metrics = {f"world_model/{k}_loss": v.detach() for k, v in losses.items()}
+        metrics["world_model/kl"] = kl_value.mean()
+        metrics["world_model/prior_entropy"] = self.rssm.entropy(prior).mean().detach()
+        metrics["world_model/post_entropy"] = self.rssm.entropy(post).mean().detach()
+        return total, post, metrics
