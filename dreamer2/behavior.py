@@ -34,7 +34,7 @@ def lambda_return(reward: torch.Tensor, value: torch.Tensor, discount: torch.Ten
 
 
 def cumulative_discount(discount: torch.Tensor) -> torch.Tensor:
-    """Loss weights [N, H+1]: ``w_0 = 1, w_t = prod_{i<t} d_i``, without gradient."""
+    """Loss weights for discounts d [N, H+1]: ``w_0 = 1, w_t = prod_{i<t} d_i`` ([N, H+1], no gradient)."""
     ones = torch.ones_like(discount[:, :1])
     return torch.cumprod(torch.cat([ones, discount[:, :-1]], 1), 1).detach()
 

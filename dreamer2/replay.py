@@ -92,8 +92,8 @@ class Replay:
         self.total_episodes = len(files)
         self.total_steps = sum(_file_length(p) for p in files)
         selected, steps = [], 0
-        for path in reversed(files):  # newest first, up to capacity
-            if steps >= self.capacity:
+        for path in reversed(files):  # newest first, up to capacity (always at least one)
+            if selected and steps + _file_length(path) > self.capacity:
                 break
             selected.append(path)
             steps += _file_length(path)

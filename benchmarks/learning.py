@@ -1,0 +1,62 @@
+"""Learning benchmark: train, then evaluate over 10 episodes with the actor's mode.
+
+Prints one JSON line per task: eval return, env steps, wall time, and the pass threshold of
+the spine issue. Not part of the default test run (tens of minutes on two CPU cores).
+
+    python benchmarks/learning.py                      # all tasks
+    python benchmarks/learning.py cartpole pendulum    # some
+    python benchmarks/learning.py cartpole --set train.steps=10000 --seed 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+
+import dreamer2
+from dreamer2.config import parse_overrides
+
+# name: (task, preset, steps, extra overrides, threshold). Overrides are documented deviations
+# from the preset for the task, kept here so that every number printed can be reproduced.
+TASKS = {
+    "cartpole": ("gym:CartPole-v1", "small", 20_000, {}, 475.0),
+    "pendulum": ("gym:Pendulum-v1", "small", 20_000, {"env.action_repeat": 2}, -250.0),
+    "cartpole_pixels": ("gym:CartPole-v1", "small", 50_000, {"env.pixels": True}, 200.0),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("tasks", nargs="*", default=list(TASKS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--logdir", default=None, help="parent folder of the runs (default: a temp dir)")
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args()
+    root = args.logdir or tempfile.mkdtemp(prefix="dreamer2-bench-")
+    ok = True
+    for name in args.tasks:
+        task, preset, steps, overrides, threshold = TASKS[name]
+        overrides = {**overrides, **parse_overrides([f"--{kv}" for kv in args.set])}
+        start = time.time()
+        agent = dreamer2.train(task, preset=preset, steps=overrides.pop("train.steps", steps),
+                               logdir=f"{root}/{name}-seed{args.seed}", overrides=overrides, seed=args.seed,
+                               progress=args.progress)
+        train_time = time.time() - start
+        stats = dreamer2.evaluate(agent, episodes=args.episodes)
+        passed = stats["return_mean"] >= threshold
+        ok &= passed
+        print(json.dumps({"task": name, "env": task, "preset": preset, "overrides": overrides,
+                          "seed": args.seed, "env_steps": int(agent.cfg.train.steps * agent.cfg.env.action_repeat),
+                          "agent_steps": int(agent.cfg.train.steps), "eval_return_mean": stats["return_mean"],
+                          "eval_return_std": stats["return_std"], "eval_episodes": stats["episodes"],
+                          "train_minutes": round(train_time / 60, 2), "threshold": threshold, "passed": passed,
+                          "logdir": str(agent.logdir)}), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

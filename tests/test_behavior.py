@@ -1,0 +1,90 @@
+import torch
+
+from dreamer2.behavior import cumulative_discount, lambda_return
+from dreamer2.config import make_config
+from dreamer2.behavior import ActorCritic
+
+
+def test_lambda_return_three_steps_by_hand():
+    r = torch.tensor([[1.0, 2.0, 3.0]])
+    v = torch.tensor([[10.0, 20.0, 30.0]])
+    d = torch.tensor([[0.9, 0.8, 0.5]])
+    boot = torch.tensor([40.0])
+    lam = 0.5
+    # R_3 = 40
+    # R_2 = 3 + 0.5 * (0.5 * 40 + 0.5 * 40) = 23
+    # R_1 = 2 + 0.8 * (0.5 * 30 + 0.5 * 23) = 23.2
+    # R_0 = 1 + 0.9 * (0.5 * 20 + 0.5 * 23.2) = 20.44
+    expected = torch.tensor([[20.44, 23.2, 23.0]])
+    torch.testing.assert_close(lambda_return(r, v, d, boot, lam), expected)
+
+
+def test_lambda_return_limits():
+    r = torch.tensor([[1.0, 1.0, 1.0]])
+    v = torch.tensor([[5.0, 6.0, 7.0]])
+    d = torch.full((1, 3), 0.5)
+    boot = torch.tensor([8.0])
+    # lam = 1: discounted Monte-Carlo return bootstrapped at the end.
+    mc = lambda_return(r, v, d, boot, 1.0)
+    torch.testing.assert_close(mc[0, 0], torch.tensor(1 + 0.5 * (1 + 0.5 * (1 + 0.5 * 8))))
+    # lam = 0: one-step TD targets r_t + d_t v_{t+1}.
+    td = lambda_return(r, v, d, boot, 0.0)
+    torch.testing.assert_close(td, torch.tensor([[1 + 0.5 * 6, 1 + 0.5 * 7, 1 + 0.5 * 8]]))
+
+
+def test_cumulative_discount_weights():
+    d = torch.tensor([[0.9, 0.5, 0.0, 0.7]], requires_grad=True)
+    w = cumulative_discount(d)
+    torch.testing.assert_close(w, torch.tensor([[1.0, 0.9, 0.45, 0.0]]))
+    assert not w.requires_grad
+
+
+def _actor_critic(grad: str, discrete: bool):
+    from dreamer2.world_model import WorldModel
+    import numpy as np
+    cfg = make_config("debug", {"actor.grad": grad})
+    wm = WorldModel({"vector": ((3,), np.float32)}, 2, cfg)
+    ac = ActorCritic(wm.rssm.feat_dim, 2, discrete, cfg)
+    start = {k: v.detach() for k, v in wm.rssm.initial(6, "cpu").items()}
+    start["deter"] = torch.randn(6, cfg.rssm.deter)
+    return wm, ac, start
+
+
+def test_reinforce_actor_gradient_reaches_actor_not_world_model():
+    torch.manual_seed(0)
+    wm, ac, start = _actor_critic("reinforce", True)
+    wm.requires_grad_(False)
+    actor_loss, critic_loss, _ = ac.losses(wm, start, torch.zeros(6))
+    actor_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ac.actor.parameters())
+    assert all(p.grad is None for p in wm.parameters())
+    assert all(p.grad is None for p in ac.critic.parameters())
+
+
+def test_dynamics_actor_gradient_flows_through_imagined_states():
+    torch.manual_seed(0)
+    wm, ac, start = _actor_critic("dynamics", False)
+    wm.requires_grad_(False)
+    actor_loss, _, metrics = ac.losses(wm, start, torch.zeros(6))
+    # With dynamics gradients the actor's loss depends on its parameters through the model only.
+    actor_loss.backward()
+    grads = [p.grad for p in ac.actor.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_slow_critic_hard_copy_every_n_updates():
+    wm, ac, start = _actor_critic("reinforce", True)
+    every = ac.cfg.critic.slow_target_update
+    first = [p.clone() for p in ac.slow_critic.parameters()]
+    ac.update_slow_critic()  # update 0 copies
+    with torch.no_grad():
+        for p in ac.critic.parameters():
+            p.add_(1.0)
+    for _ in range(every - 1):  # updates 1..every-1 do not copy
+        ac.update_slow_critic()
+    for p, q in zip(ac.slow_critic.parameters(), first):
+        torch.testing.assert_close(p, q)
+    ac.update_slow_critic()  # update `every` copies
+    for p, q in zip(ac.slow_critic.parameters(), ac.critic.parameters()):
+        torch.testing.assert_close(p, q)

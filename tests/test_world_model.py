@@ -1,0 +1,101 @@
+import numpy as np
+import torch
+
+from dreamer2.config import make_config
+from dreamer2.world_model import RSSM, WorldModel, kl_balance
+
+
+def _rssm():
+    torch.manual_seed(0)
+    return RSSM(action_dim=2, embed_dim=8, deter=16, hidden=16, stoch=4, discrete=3)
+
+
+def test_kl_balance_value_and_gradient_sides():
+    rssm = _rssm()
+    post_logits = torch.randn(5, 4, 3, requires_grad=True)
+    prior_logits = torch.randn(5, 4, 3, requires_grad=True)
+    post, prior = {"logits": post_logits}, {"logits": prior_logits}
+    loss, raw = kl_balance(rssm.kl, post, prior, balance=0.8, free=0.0, free_avg=True)
+    kl = rssm.kl(post, prior)
+    # Value: both sides have the same value, so the balanced loss equals the mean KL.
+    torch.testing.assert_close(loss, kl.mean())
+    torch.testing.assert_close(raw, kl.detach())
+    loss.backward()
+    g_post, g_prior = post_logits.grad.clone(), prior_logits.grad.clone()
+    post_logits.grad = prior_logits.grad = None
+    kl.mean().backward()
+    # The posterior side gets 0.2 of the full gradient, the prior side 0.8.
+    torch.testing.assert_close(g_post, 0.2 * post_logits.grad)
+    torch.testing.assert_close(g_prior, 0.8 * prior_logits.grad)
+
+
+def test_kl_balance_free_nats_clip_after_averaging():
+    rssm = _rssm()
+    logits = torch.zeros(5, 4, 3, requires_grad=True)
+    post, prior = {"logits": logits}, {"logits": torch.zeros(5, 4, 3)}
+    loss, _ = kl_balance(rssm.kl, post, prior, balance=0.8, free=1.0, free_avg=True)
+    assert loss.item() == 1.0  # KL is 0 < 1 free nat, so the loss is the constant
+    loss.backward()
+    assert logits.grad is None or logits.grad.abs().sum() == 0
+
+
+def test_is_first_resets_state():
+    rssm = _rssm()
+    state = {k: torch.randn_like(v) for k, v in rssm.initial(2, "cpu").items()}
+    action, embed = torch.randn(2, 2), torch.randn(2, 8)
+    zero = rssm.initial(2, "cpu")
+    torch.manual_seed(1)
+    post_reset, _ = rssm.obs_step(state, action, embed, torch.tensor([1.0, 0.0]), sample=False)
+    torch.manual_seed(1)
+    post_zero, _ = rssm.obs_step(zero, torch.zeros(2, 2), embed, torch.zeros(2), sample=False)
+    torch.manual_seed(1)
+    post_keep, _ = rssm.obs_step(state, action, embed, torch.zeros(2), sample=False)
+    # Row 0 was reset: identical to starting from the zero state with a zero action.
+    torch.testing.assert_close(post_reset["deter"][0], post_zero["deter"][0])
+    # Row 1 was not: it continues from its own state.
+    torch.testing.assert_close(post_reset["deter"][1], post_keep["deter"][1])
+    assert not torch.allclose(post_reset["deter"][1], post_zero["deter"][1])
+
+
+def _batch(b=2, t=10, image=True):
+    rng = np.random.default_rng(0)
+    batch = {"action": np.eye(3, dtype=np.float32)[rng.integers(3, size=(b, t))],
+             "reward": rng.normal(size=(b, t)).astype(np.float32),
+             "is_first": np.zeros((b, t), bool), "is_last": np.zeros((b, t), bool),
+             "is_terminal": np.zeros((b, t), bool), "vector": rng.normal(size=(b, t, 5)).astype(np.float32)}
+    if image:
+        batch["image"] = rng.integers(0, 256, size=(b, t, 64, 64, 3), dtype=np.uint8)
+    return batch
+
+
+def test_world_model_loss_shapes_and_gradients_image_and_vector():
+    cfg = make_config("debug")
+    wm = WorldModel({"image": ((64, 64, 3), np.uint8), "vector": ((5,), np.float32)}, 3, cfg)
+    data = wm.preprocess(_batch(), "cpu")
+    assert data["image"].shape == (2, 10, 3, 64, 64)
+    assert data["image"].min() >= -0.5 and data["image"].max() <= 0.5
+    loss, post, metrics = wm.loss(data)
+    assert post["stoch"].shape == (2, 10, cfg.rssm.stoch, cfg.rssm.discrete)
+    for key in ("image", "vector", "reward", "discount", "kl"):
+        assert f"world_model/{key}_loss" in metrics
+    loss.backward()
+    for name, p in wm.named_parameters():
+        assert p.grad is not None, name
+
+
+def test_gaussian_latents_option():
+    cfg = make_config("debug", {"rssm.discrete": 0})
+    wm = WorldModel({"vector": ((5,), np.float32)}, 3, cfg)
+    loss, post, _ = wm.loss(wm.preprocess(_batch(image=False), "cpu"))
+    assert post["stoch"].shape == (2, 10, cfg.rssm.stoch)
+    loss.backward()
+
+
+def test_discount_target_and_reward_transform():
+    cfg = make_config("debug", {"model.clip_rewards": "tanh"})
+    wm = WorldModel({"vector": ((5,), np.float32)}, 3, cfg)
+    batch = _batch(image=False)
+    batch["is_terminal"][0, 4] = True
+    data = wm.preprocess(batch, "cpu")
+    assert data["discount"][0, 4] == 0 and data["discount"][0, 3] == cfg.behavior.discount
+    torch.testing.assert_close(data["reward"], torch.tanh(torch.as_tensor(batch["reward"])))
