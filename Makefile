@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make train` and `make test`. Both create .venv and install.
+# PyTorch: on a machine without an NVIDIA GPU we ask for torch==2.13.0, which this project's CI
+# machines serve as a CPU wheel from local disk (a plain `pip install torch` would pull a multi-GB
+# CUDA build). With nvidia-smi present, PyPI's default CUDA build is taken. Override with e.g.
+#   make train TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || echo "torch==2.13.0")
+TASK ?= gym:CartPole-v1
+PRESET ?= small
+LOGDIR ?= runs/cartpole
+
+.PHONY: setup train test clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH)
+	$(PY) -m pip install -e ".[all]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+train: setup
+	$(VENV)/bin/dreamer2 train --preset $(PRESET) --task $(TASK) --logdir $(LOGDIR)
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) *.egg-info

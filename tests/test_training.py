@@ -1,0 +1,142 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import dreamer2
+from dreamer2.config import make_config
+from dreamer2.agent import Agent
+from dreamer2.envs import make_env
+from dreamer2.replay import Replay, load_episode
+from dreamer2.training import CheckpointError, load_checkpoint, save_checkpoint
+
+
+def losses(logdir):
+    rows = [json.loads(line) for line in open(logdir / "metrics.jsonl")]
+    return [(r["step"], r["world_model/loss"], r["actor/loss"]) for r in rows if "world_model/loss" in r]
+
+
+def test_smoke_cartpole_vector_and_api(tmp_path):
+    agent = dreamer2.train("gym:CartPole-v1", preset="debug", steps=300, logdir=tmp_path / "run", progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "checkpoint.pt", "episodes"} <= files
+    assert any(name.startswith("events.out.tfevents") for name in files)
+    metrics = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    keys = set().union(*metrics)
+    for key in ("world_model/kl", "world_model/reward_loss", "actor/entropy", "critic/loss", "episode/return",
+                "eval/return", "world_model/grad_norm", "train/fps"):
+        assert key in keys, key
+    stats = dreamer2.evaluate(agent, "gym:CartPole-v1", episodes=2)
+    assert set(stats) == {"return_mean", "return_std", "length_mean", "episodes"} and stats["episodes"] == 2
+    loaded = dreamer2.load(tmp_path / "run")
+    env = make_env("gym:CartPole-v1", loaded.cfg, seed=0)
+    obs, state = env.reset(), None
+    for _ in range(5):
+        action, state = loaded.act(obs, state)
+        assert action.shape == (2,) and action.sum() == pytest.approx(1.0)
+        obs = env.step(action)
+
+
+def test_smoke_pixels_continuous_and_custom_env(tmp_path):
+    import gymnasium
+    dreamer2.train(lambda: gymnasium.make("Pendulum-v1"), preset="debug", steps=250, logdir=tmp_path / "pend",
+                   progress=False)
+    agent = dreamer2.train("gym:CartPole-v1", preset="debug", steps=250, logdir=tmp_path / "pix",
+                           overrides={"env.pixels": True}, progress=False)
+    assert agent.wm.enc_cnn == ["image"]
+    episode = load_episode(next((tmp_path / "pix" / "episodes").glob("*.npz")))
+    assert episode["image"].shape[1:] == (64, 64, 3) and episode["image"].dtype == np.uint8
+    assert (episode["action"][0] == 0).all()  # the reset step has no action that led to it
+
+
+def test_checkpoint_round_trip_bitwise(tmp_path):
+    cfg = make_config("debug")
+    env = make_env("gym:CartPole-v1", cfg, seed=0)
+    replay = Replay(tmp_path / "episodes", 1000, cfg.replay.length)
+    a = Agent(cfg, env.obs_space, env.act_space)
+    batch = {k: v[None].repeat(2, 0) for k, v in _episode(env, 12).items()}
+    for _ in range(3):
+        a.update(batch)
+    save_checkpoint(tmp_path / "checkpoint.pt", a, 123, replay)
+    torch.manual_seed(99)
+    b = Agent(cfg, env.obs_space, env.act_space)
+    assert load_checkpoint(tmp_path / "checkpoint.pt", b, replay) == 123
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    for opt in ("model_opt", "actor_opt", "critic_opt"):
+        sa, sb = getattr(a, opt).opt.state_dict(), getattr(b, opt).opt.state_dict()
+        assert sa["state"].keys() == sb["state"].keys() and sa["state"]
+        for k in sa["state"]:
+            for name in ("exp_avg", "exp_avg_sq", "step"):
+                assert torch.equal(sa["state"][k][name], sb["state"][k][name])
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    cfg = make_config("debug")
+    env = make_env("gym:CartPole-v1", cfg, seed=0)
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path / "checkpoint.pt", Agent(cfg, env.obs_space, env.act_space))
+
+
+def _episode(env, steps):
+    rng = np.random.default_rng(0)
+    obs = env.reset()
+    steps_ = [{**obs, "action": np.zeros(2, np.float32)}]
+    for _ in range(steps):
+        action = env.random_action(rng)
+        obs = env.step(action)
+        steps_.append({**obs, "action": action})
+        if obs["is_last"]:
+            obs = env.reset()
+            steps_.append({**obs, "action": np.zeros(2, np.float32)})
+    return {k: np.stack([s[k] for s in steps_[:steps]]) for k in steps_[0]}
+
+
+def test_resume_continues_step_counter(tmp_path):
+    logdir = tmp_path / "run"
+    dreamer2.train("gym:CartPole-v1", preset="debug", steps=200, logdir=logdir, progress=False)
+    first = losses(logdir)
+    episodes = len(list((logdir / "episodes").glob("*.npz")))
+    dreamer2.train("gym:CartPole-v1", preset="debug", steps=400, logdir=logdir, progress=False)
+    second = losses(logdir)[len(first):]
+    assert second and second[0][0] > first[-1][0]  # steps continue, not restart at 0
+    assert max(s for s, _, _ in second) >= 400
+    assert len(list((logdir / "episodes").glob("*.npz"))) > episodes
+
+
+def test_same_seed_same_losses(tmp_path):
+    for name in ("a", "b"):
+        dreamer2.train("gym:CartPole-v1", preset="debug", steps=1000, logdir=tmp_path / name, seed=3, progress=False,
+                       overrides={"train.log_every": 50})
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert len(a) >= 15 and a == b
+
+
+def test_kill_9_then_resume_loses_no_finished_episode(tmp_path):
+    logdir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dreamer2.cli", "train", "--logdir", str(logdir), "--preset", "debug",
+           "--steps", "100000", "--no-progress", "--train.checkpoint_every", "50"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (logdir / "checkpoint.pt").exists():
+        time.sleep(0.2)
+    time.sleep(2.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    files = sorted((logdir / "episodes").glob("*.npz"))
+    assert files
+    steps_on_disk = sum(len(load_episode(p)["reward"]) - 1 for p in files)  # every file readable
+    resume = subprocess.run(cmd[:-2] + ["--train.checkpoint_every", "50", "--steps", str(steps_on_disk + 60)],
+                            capture_output=True, text=True, timeout=300)
+    assert resume.returncode == 0, resume.stderr[-2000:]
+    after = sorted((logdir / "episodes").glob("*.npz"))
+    assert set(files) <= set(after)  # nothing finished before the kill was lost
+    steps = [json.loads(line)["step"] for line in open(logdir / "metrics.jsonl")]
+    assert max(steps) >= steps_on_disk + 60
