@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .behavior import ActorCritic
+from .nets import init_like_reference
 from .world_model import NON_OBS_KEYS, State, WorldModel
 
 PolicyState = tuple[State, torch.Tensor]
@@ -51,6 +52,8 @@ class Agent(nn.Module):
         self.action_dim, self.discrete = space_dims(act_space)
         self.wm = WorldModel(self.obs_space, self.action_dim, cfg)
         self.ac = ActorCritic(self.wm.rssm.feat_dim, self.action_dim, self.discrete, cfg)
+        init_like_reference(self)
+        self.ac.slow_critic.load_state_dict(self.ac.critic.state_dict())
         self.to(device)
         self.device = torch.device(device)
         self.model_opt = Optimizer("world_model", self.wm.parameters(), cfg.model_opt)

@@ -9,6 +9,16 @@ import torch
 from torch import nn
 
 
+def init_like_reference(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases for every dense and convolutional layer, the
+    Keras defaults the reference trains with (PyTorch's default init is narrower)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 def mlp(inp: int, layers: int, units: int, norm: bool = False) -> nn.Sequential:
     """`layers` x (Linear -> [LayerNorm] -> ELU); the output layer is added by the caller."""
     modules: list[nn.Module] = []
@@ -59,29 +69,38 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Linear to 32*depth, read as a 1x1 map, then transposed convolutions (5,5,6,6): 1 -> 64."""
+    """Linear to 32*depth, read as a 1x1 map, then transposed convolutions (5,5,6,6): 1 -> 64.
+
+    A stride-2 transposed convolution of a 1x1 map with kernel k is exactly a Linear layer to
+    ``out * k * k`` units read as an ``out x k x k`` map, so the first one is computed that way:
+    the same function as the reference's, as one GEMM instead of a slow convolution kernel.
+    """
 
     def __init__(self, feat: int, channels: int, depth: int, kernels: list[int], norm: bool = False):
         super().__init__()
-        self.depth = depth
         self.linear = nn.Linear(feat, 32 * depth)
+        outs = [channels if i == len(kernels) - 1 else depth * 2 ** (len(kernels) - i - 2) for i in range(len(kernels))]
+        self.first_shape = (outs[0], kernels[0], kernels[0])
+        self.first = nn.Linear(32 * depth, outs[0] * kernels[0] ** 2, bias=False)
+        use_bias = len(kernels) == 1 or not norm
+        self.first_bias = nn.Parameter(torch.zeros(outs[0])) if use_bias else None  # per channel, as the conv's
         layers: list[nn.Module] = []
-        inp = 32 * depth
         for i, kernel in enumerate(kernels):
             last = i == len(kernels) - 1
-            out = channels if last else depth * 2 ** (len(kernels) - i - 2)
-            layers.append(nn.ConvTranspose2d(inp, out, kernel, stride=2, bias=last or not norm))
+            if i > 0:
+                layers.append(nn.ConvTranspose2d(outs[i - 1], outs[i], kernel, stride=2, bias=last or not norm))
             if not last:
                 if norm:
-                    layers.append(nn.GroupNorm(1, out, eps=1e-3))
+                    layers.append(nn.GroupNorm(1, outs[i], eps=1e-3))
                 layers.append(nn.ELU())
-            inp = out
         self.net = nn.Sequential(*layers)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """feat [..., F] -> image mean [..., C, H, W]."""
         lead = feat.shape[:-1]
-        x = self.linear(feat).reshape(-1, 32 * self.depth, 1, 1)  # [N, 32*depth, 1, 1]
+        x = self.first(self.linear(feat)).reshape(-1, *self.first_shape)  # [N, 4*depth, 5, 5]
+        if self.first_bias is not None:
+            x = x + self.first_bias[:, None, None]
         x = self.net(x)  # [N, C, H, W]
         return x.reshape(*lead, *x.shape[1:])
 

@@ -99,3 +99,18 @@ def test_discount_target_and_reward_transform():
     data = wm.preprocess(batch, "cpu")
     assert data["discount"][0, 4] == 0 and data["discount"][0, 3] == cfg.behavior.discount
     torch.testing.assert_close(data["reward"], torch.tanh(torch.as_tensor(batch["reward"])))
+
+
+def test_decoder_first_layer_equals_transposed_convolution_of_1x1_map():
+    from dreamer2.nets import ConvDecoder
+    torch.manual_seed(0)
+    dec = ConvDecoder(feat=10, channels=3, depth=4, kernels=[5, 5, 6, 6])
+    conv = torch.nn.ConvTranspose2d(32 * 4, 16, 5, stride=2)
+    with torch.no_grad():  # Linear weight [out*k*k, in] -> ConvT weight [in, out, k, k]
+        conv.weight.copy_(dec.first.weight.T.reshape(128, 16, 5, 5))
+        dec.first_bias.copy_(torch.randn(16))
+        conv.bias.copy_(dec.first_bias)
+    h = torch.randn(7, 128)
+    ours = dec.first(h).reshape(7, 16, 5, 5) + dec.first_bias[:, None, None]
+    torch.testing.assert_close(ours, conv(h[:, :, None, None]))
+    assert dec(torch.randn(2, 3, 10)).shape == (2, 3, 3, 64, 64)
