@@ -96,7 +96,8 @@ class Agent(nn.Module):
         batch = {k: v[:, None] for k, v in obs.items() if k in self.obs_space or k in NON_OBS_KEYS}
         data = self.wm.preprocess(batch, self.device)
         embed = self.wm.encode(data)[:, 0]  # [N, E]
-        latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=mode == "train")
+        sample = mode == "train" or not self.cfg.train.eval_state_mean
+        latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=sample)
         dist = self.ac.actor(self.wm.rssm.feat(latent))
         action = dist.sample() if mode == "train" else dist.mode()
         noise = self.cfg.train.expl_noise if mode == "train" else self.cfg.train.eval_noise

@@ -152,6 +152,7 @@ class TrainConfig:
     checkpoint_every: int = 10_000
     expl_noise: float = 0.0
     eval_noise: float = 0.0
+    eval_state_mean: bool = False  # evaluate from the posterior's mode instead of a sample (reference: off)
 
 
 @dataclass
