@@ -22,6 +22,16 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class AtariConfig:
+    """The paper's Atari protocol; each switch allows the other common ones."""
+    sticky: float = 0.25  # repeat_action_probability inside ALE
+    noops: int = 30  # up to this many no-ops at reset
+    grayscale: bool = True
+    life_done: bool = False  # end the episode (as terminal) when a life is lost
+    full_actions: bool = False  # all 18 actions instead of the game's minimal set
+
+
+@dataclass
 class EnvConfig:
     task: str = "gym:CartPole-v1"
     pixels: bool = False  # render rgb_array frames of a state-based env as the observation
@@ -29,6 +39,7 @@ class EnvConfig:
     action_repeat: int = 1
     time_limit: int = 0  # agent steps; 0 keeps the env's own limit
     seed_offset_eval: int = 10_000  # eval env seed = seed + this, so eval never replays train seeds
+    atari: AtariConfig = field(default_factory=AtariConfig)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from .gym import EnvError, GymAdapter
 
-SUITES = ("gym",)
+SUITES = ("gym", "atari")
 
 
 def make_env(task: Any, cfg, seed: int) -> GymAdapter:
@@ -21,6 +21,9 @@ def make_env(task: Any, cfg, seed: int) -> GymAdapter:
         suite, _, name = task.partition(":")
         if not name or suite not in SUITES:
             raise EnvError(f"unknown task '{task}': expected SUITE:NAME with SUITE one of {', '.join(SUITES)}")
+        if suite == "atari":
+            from .atari import make_atari
+            return make_atari(name, cfg, seed)
         try:
             env = gymnasium.make(name, render_mode="rgb_array" if cfg.env.pixels else None)
         except gymnasium.error.Error as err:
