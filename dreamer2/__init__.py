@@ -49,10 +49,12 @@ def train(env: Any, preset: str | None = "small", steps: int | None = None, logd
     return agent
 
 
-def evaluate(agent: Agent, env: Any = None, episodes: int = 10, seed: int | None = None) -> dict[str, float]:
+def evaluate(agent: Agent, env: Any = None, episodes: int = 10, seed: int | None = None,
+             video: str | Path | None = None) -> dict[str, float]:
     """Mean/std return and mean length of ``episodes`` episodes with the actor's mode.
 
-    ``env`` as in ``train``; ``None`` makes the agent's own task again.
+    ``env`` as in ``train``; ``None`` makes the agent's own task again. ``video``: a .mp4 or
+    .gif path for the first episode, rendered by the env (the full screen for Atari).
     """
     from . import training
 
@@ -60,7 +62,13 @@ def evaluate(agent: Agent, env: Any = None, episodes: int = 10, seed: int | None
     seed = cfg.seed + cfg.env.seed_offset_eval if seed is None else seed
     adapter = make_env(env if env is not None else cfg.env.task, cfg, seed=seed)
     try:
-        return training.evaluate(agent, adapter, episodes)
+        if video is None:
+            return training.evaluate(agent, adapter, episodes)
+        from .logger import write_video
+        stats, frames = training.evaluate(agent, adapter, episodes, record=True)
+        fps = 30 if cfg.env.task.startswith("atari:") else 16
+        write_video(video, frames, fps=fps)
+        return stats
     finally:
         adapter.close()
 

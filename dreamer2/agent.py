@@ -78,6 +78,11 @@ class Agent(nn.Module):
         self.ac.update_slow_critic()
         return {k: float(v) for k, v in metrics.items()}
 
+    @torch.no_grad()
+    def openl_video(self, batch: dict[str, np.ndarray], context: int = 5) -> np.ndarray:
+        """Open-loop prediction video of replayed sequences (see ``WorldModel.openl``)."""
+        return self.wm.openl(self.wm.preprocess(batch, self.device), context)
+
     # -- acting -------------------------------------------------------------------------------
     def initial_state(self, batch: int) -> PolicyState:
         return self.wm.rssm.initial(batch, self.device), torch.zeros(batch, self.action_dim, device=self.device)

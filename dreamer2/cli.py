@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--logdir", required=True)
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--task", default=None, help="evaluate on another task string than the run's")
+    ev.add_argument("--video", default=None, help="write the first episode to this .mp4 or .gif")
     return parser
 
 
@@ -47,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             if rest:
                 raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
+            if args.video and not args.video.lower().endswith((".mp4", ".gif")):
+                raise ConfigError(f"--video must end in .mp4 or .gif, got {args.video}")
             agent = dreamer2.load(args.logdir)
-            print(json.dumps(dreamer2.evaluate(agent, args.task, episodes=args.episodes)))
+            stats = dreamer2.evaluate(agent, args.task, episodes=args.episodes, video=args.video)
+            print(json.dumps(stats))
     except (dreamer2.ConfigError, dreamer2.EnvError, dreamer2.ReplayError, dreamer2.CheckpointError,
             FileNotFoundError) as err:
         print(f"dreamer2: error: {err}", file=sys.stderr)

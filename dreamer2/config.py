@@ -163,6 +163,7 @@ class TrainConfig:
     checkpoint_every: int = 10_000
     expl_noise: float = 0.0
     eval_noise: float = 0.0
+    videos: bool = True  # at each evaluation: eval_policy, train_policy and openl videos
     eval_state_mean: bool = False  # evaluate from the posterior's mode instead of a sample (reference: off)
 
 

@@ -1,6 +1,7 @@
-"""Where metrics go: a terminal progress bar, ``metrics.jsonl`` and TensorBoard event files."""
+"""Where metrics go: a terminal progress bar, ``metrics.jsonl``, TensorBoard event files, videos."""
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections import defaultdict
@@ -8,6 +9,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 16) -> Path:
+    """Encode uint8 frames [T, H, W, C] as .mp4 (ffmpeg) or .gif, chosen by the extension."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.asarray(frames, np.uint8)
+    if frames.shape[-1] == 1:
+        frames = frames.repeat(3, -1)
+    if path.suffix.lower() == ".gif":
+        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+    elif path.suffix.lower() == ".mp4":
+        pad = [(0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)]  # H.264 wants even sizes
+        imageio.mimsave(path, list(np.pad(frames, pad)), fps=fps, macro_block_size=1)
+    else:
+        raise ValueError(f"video path must end in .mp4 or .gif, got {path.name}")
+    return path
+
+
+def _gif_bytes(frames: np.ndarray, fps: int) -> bytes:
+    import imageio.v2 as imageio
+
+    buffer = io.BytesIO()
+    imageio.mimsave(buffer, list(frames.repeat(3, -1) if frames.shape[-1] == 1 else frames), format="gif",
+                    duration=1000 / fps, loop=0)
+    return buffer.getvalue()
 
 
 class Logger:
@@ -39,6 +68,19 @@ class Logger:
     def scalars(self, metrics: dict[str, float], prefix: str = "") -> None:
         for name, value in metrics.items():
             self.scalar(prefix + name, value)
+
+    def video(self, name: str, frames: np.ndarray, step: int, fps: int = 16) -> Path:
+        """Write ``LOGDIR/videos/NAME-STEP.mp4`` and an animated GIF into TensorBoard's images."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        frames = np.asarray(frames, np.uint8)  # [T, H, W, C]
+        path = write_video(self.logdir / "videos" / f"{name}-{int(step):010d}.mp4", frames, fps)
+        small = frames[:, ::max(1, frames.shape[1] // 128), ::max(1, frames.shape[2] // 128)][:500]  # keep TB light
+        image = Summary.Image(height=small.shape[1], width=small.shape[2], colorspace=3,
+                              encoded_image_string=_gif_bytes(small, fps))
+        self._tb._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=name, image=image)]), int(step))
+        self._tb.flush()
+        return path
 
     def progress(self, step: int, **postfix: float) -> None:
         if self._bar is not None:

@@ -24,6 +24,7 @@ from .driver import Driver
 from .envs import GymAdapter, make_env
 from .logger import Logger
 from .replay import Replay, atomic_write
+from .scores import human_normalized
 
 
 class CheckpointError(RuntimeError):
@@ -112,15 +113,38 @@ def episode_stats(episode: dict[str, np.ndarray]) -> dict[str, float]:
     return {"return": float(episode["reward"][1:].sum()), "length": float(len(episode["reward"]) - 1)}
 
 
-def evaluate(agent: Agent, env: GymAdapter, episodes: int) -> dict[str, float]:
-    """Run ``episodes`` episodes with the actor's mode; return mean/std of return and length."""
+def evaluate(agent: Agent, env: GymAdapter, episodes: int, record: bool = False
+             ) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
+    """Run ``episodes`` episodes with the actor's mode; return mean/std of return and length.
+
+    With ``record``, also return the first episode's frames [T, H, W, C]: the env's own
+    rendering where it has one (the full Atari screen), else the image observations.
+    """
     results: list[dict[str, float]] = []
-    driver = Driver([env], [lambda ep: results.append(episode_stats(ep))])
-    driver(lambda obs, state: agent.policy(obs, state, "eval"), episodes=episodes)
+    frames: list[np.ndarray] = []
+    recording = [record]
+
+    def on_episode(episode: dict[str, np.ndarray]) -> None:
+        results.append(episode_stats(episode))
+        if recording[0] and not frames:
+            frames.extend(episode["image"] if "image" in episode else [])
+        recording[0] = False
+
+    def policy(obs: dict[str, np.ndarray], state: Any):
+        if recording[0]:
+            frame = env.render()
+            if isinstance(frame, np.ndarray) and frame.ndim == 3:
+                frames.append(frame)
+        return agent.policy(obs, state, "eval")
+
+    Driver([env], [on_episode])(policy, episodes=episodes)
     returns = np.array([r["return"] for r in results])
     lengths = np.array([r["length"] for r in results])
-    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-            "length_mean": float(lengths.mean()), "episodes": len(results)}
+    stats = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+             "length_mean": float(lengths.mean()), "episodes": len(results)}
+    if not record:
+        return stats
+    return stats, np.stack(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)
 
 
 def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True) -> Agent:
@@ -145,11 +169,31 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
     tc = cfg.train
     logger = Logger(logdir, tc.steps, step, cfg.env.action_repeat, progress)
 
+    last_episode: dict[str, dict[str, np.ndarray]] = {}
+
     def on_episode(episode: dict[str, np.ndarray]) -> None:
         replay.add(episode)
+        last_episode["train"] = episode
         stats = episode_stats(episode)
         logger.scalars(stats, "episode/")
         logger.progress(step, **{"return": stats["return"]})
+
+    def run_eval(at: int) -> None:
+        """Evaluation episodes, their scores, and the videos: eval_policy, train_policy, openl."""
+        stats, frames = evaluate(agent, eval_env, tc.eval_episodes, record=tc.videos)
+        scores = {"return": stats["return_mean"], "length": stats["length_mean"]}
+        if cfg.env.task.startswith("atari:"):
+            scores["human_normalized"] = human_normalized(cfg.env.task, stats["return_mean"])
+        logger.scalars(scores, "eval/")
+        logger.progress(at, eval=stats["return_mean"])
+        if not tc.videos:
+            return
+        if len(frames):
+            logger.video("eval_policy", frames, at)
+        if "image" in last_episode.get("train", {}):
+            logger.video("train_policy", last_episode["train"]["image"], at)
+        if agent.wm.dec_cnn:
+            logger.video("openl", agent.openl_video(replay.sample(6)), at)
 
     driver = Driver([train_env], [on_episode])
     rng = np.random.default_rng(cfg.seed + replay.total_episodes)
@@ -171,9 +215,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         while step < tc.steps:
             if step >= next_eval:
                 next_eval += tc.eval_every
-                stats = evaluate(agent, eval_env, tc.eval_episodes)
-                logger.scalars({"return": stats["return_mean"], "length": stats["length_mean"]}, "eval/")
-                logger.progress(step, eval=stats["return_mean"])
+                run_eval(step)
                 if eval_env is train_env:
                     driver.reset()
             count, _ = driver(policy, steps=min(tc.train_every, tc.steps - step))
@@ -187,8 +229,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
             if step >= next_ckpt:
                 next_ckpt += tc.checkpoint_every
                 save_checkpoint(checkpoint, agent, step, replay)
-        stats = evaluate(agent, eval_env, tc.eval_episodes)
-        logger.scalars({"return": stats["return_mean"], "length": stats["length_mean"]}, "eval/")
+        run_eval(step)
         logger.write(step)
         save_checkpoint(checkpoint, agent, step, replay)
     finally:

@@ -229,6 +229,30 @@ class WorldModel(nn.Module):
     def discount(self, feat: torch.Tensor) -> BernoulliDist:
         return BernoulliDist(self.discount_head(feat).squeeze(-1))
 
+    @torch.no_grad()
+    def openl(self, data: dict[str, torch.Tensor], context: int = 5) -> np.ndarray:
+        """Open-loop prediction video: observe ``context`` frames, then predict the rest from
+        the real actions alone. Returns uint8 [T, 3H, B*W, C]: truth / model / error, stacked
+        top to bottom, one column per sequence (error is mid-grey where the model is right)."""
+        if not self.dec_cnn:
+            raise ValueError("open-loop video needs an image decoder")
+        key = self.dec_cnn[0]
+        embed = self.encode(data)  # [B, T, E]
+        post, _ = self.rssm.observe(embed[:, :context], data["action"][:, :context], data["is_first"][:, :context])
+        recon = self.decode(self.rssm.feat(post))[key].mode()  # [B, context, C, H, W]
+        state = {k: v[:, -1] for k, v in post.items()}
+        feats = []
+        for t in range(context, data["action"].shape[1]):
+            state = self.rssm.img_step(state, data["action"][:, t])
+            feats.append(self.rssm.feat(state))
+        model = torch.cat([recon, self.decode(torch.stack(feats, 1))[key].mode()], 1) + 0.5  # [B, T, C, H, W]
+        truth = data[key] + 0.5
+        error = (model - truth + 1) / 2
+        video = torch.cat([truth, model, error], -2).clamp(0, 1)  # [B, T, C, 3H, W]
+        b, t, c, h, w = video.shape
+        video = video.permute(1, 3, 0, 4, 2).reshape(t, h, b * w, c)  # [T, 3H, B*W, C]
+        return (video * 255).round().to(torch.uint8).cpu().numpy()
+
     # -- loss ---------------------------------------------------------------------------------
     def loss(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
         cfg = self.cfg

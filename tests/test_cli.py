@@ -14,10 +14,15 @@ def test_cli_train_then_eval(tmp_path):
                  "--rssm.deter", "24")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step" in result.stderr  # the progress bar
-    result = run("eval", "--logdir", logdir, "--episodes", "2")
+    video = tmp_path / "cartpole.gif"
+    result = run("eval", "--logdir", logdir, "--episodes", "2", "--video", str(video))
     assert result.returncode == 0, result.stderr[-2000:]
     stats = json.loads(result.stdout)
     assert stats["episodes"] == 2 and stats["length_mean"] > 0
+    import imageio.v2 as imageio
+    frames = imageio.mimread(video, memtest=False)
+    assert len(frames) >= 5 and frames[0].shape[:2] == (400, 600)  # CartPole's own rendering
+    assert list((tmp_path / "run" / "videos").glob("eval_policy-*.mp4"))
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

@@ -25,7 +25,7 @@ def make_env(task: Any, cfg, seed: int) -> GymAdapter:
             from .atari import make_atari
             return make_atari(name, cfg, seed)
         try:
-            env = gymnasium.make(name, render_mode="rgb_array" if cfg.env.pixels else None)
+            env = gymnasium.make(name, render_mode="rgb_array")  # frames for pixels and for videos
         except gymnasium.error.Error as err:
             raise EnvError(f"cannot make gymnasium env '{name}': {err}") from None
     elif isinstance(task, gymnasium.Env):

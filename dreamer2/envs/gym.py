@@ -122,7 +122,8 @@ class GymAdapter:
         return rng.uniform(-1.0, 1.0, self.act_space.shape).astype(np.float32)
 
     def render(self) -> np.ndarray | None:
-        return self.env.render()
+        """The env's own rgb frame, or None when it was made without render_mode='rgb_array'."""
+        return self.env.render() if getattr(self.env, "render_mode", None) == "rgb_array" else None
 
     def close(self) -> None:
         self.env.close()

@@ -1,0 +1,70 @@
+"""Reference numbers: the reference DreamerV2's published learning curves and Atari baselines.
+
+The data (copied from the reference's release into ``dreamer2/data/``) lets a run be compared
+with the paper: human-normalized scores, and the reference curve at any frame count.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).parent / "data"
+CURVES = {"atari": "atari-dreamerv2.json.gz", "dmc": "dmc-vision-dreamerv2.json.gz"}
+
+
+def task_key(task: str) -> str:
+    """``atari:Breakout`` / ``atari:space_invaders`` / ``dmc:walker_walk`` -> ``atari_breakout`` ..."""
+    suite, _, name = task.partition(":")
+    if not name:
+        return task.lower()
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()  # CamelCase -> snake_case
+    return f"{suite}_{name}"
+
+
+@lru_cache(maxsize=None)
+def baselines() -> dict[str, dict[str, float]]:
+    return json.loads((DATA / "baselines.json").read_text())
+
+
+@lru_cache(maxsize=None)
+def _curves(suite: str) -> dict[str, list[dict]]:
+    by_task: dict[str, list[dict]] = {}
+    with gzip.open(DATA / CURVES[suite], "rt") as f:
+        for run in json.load(f):
+            by_task.setdefault(run["task"], []).append(run)
+    return by_task
+
+
+def human_normalized(task: str, score: float) -> float:
+    """``(score - random) / (human_gamer - random)``: 0 is the random policy, 1 a human gamer."""
+    key = task_key(task)
+    if key not in baselines():
+        raise KeyError(f"no Atari baselines for '{task}'")
+    base = baselines()[key]
+    return (score - base["random"]) / (base["human_gamer"] - base["random"])
+
+
+def reference_curve(task: str, frames: float | None = None) -> dict[str, object]:
+    """The reference DreamerV2 curve of a task across its seeds.
+
+    With ``frames``, each seed's return is interpolated at that frame count and the result holds
+    ``mean``, ``std``, ``min``, ``max`` and ``seeds``; without, the common x grid and the per-seed
+    returns on it (``xs``, ``ys`` [seeds, points]).
+    """
+    key = task_key(task)
+    suite = key.split("_", 1)[0]
+    runs = _curves(suite).get(key) if suite in CURVES else None
+    if not runs:
+        raise KeyError(f"no reference curve for '{task}'")
+    xs = np.array(runs[0]["xs"], float)
+    ys = np.stack([np.interp(xs, run["xs"], run["ys"]) for run in runs])  # [seeds, points]
+    if frames is None:
+        return {"xs": xs, "ys": ys, "seeds": len(runs)}
+    at = np.array([np.interp(frames, run["xs"], run["ys"]) for run in runs])
+    return {"mean": float(at.mean()), "std": float(at.std()), "min": float(at.min()), "max": float(at.max()),
+            "seeds": len(runs), "frames": float(frames)}
