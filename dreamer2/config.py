@@ -53,22 +53,12 @@ class RSSMConfig:
 
 
 @dataclass
-class EncoderConfig:
+class CodecConfig:
+    """Encoder or decoder: a CNN for image keys and an MLP for vector keys."""
     cnn_keys: str = ".*"  # regex over image observation keys
     mlp_keys: str = ".*"  # regex over vector observation keys
     cnn_depth: int = 48
     cnn_kernels: list[int] = field(default_factory=lambda: [4, 4, 4, 4])
-    mlp_layers: int = 4
-    mlp_units: int = 400
-    norm: bool = False
-
-
-@dataclass
-class DecoderConfig:
-    cnn_keys: str = ".*"
-    mlp_keys: str = ".*"
-    cnn_depth: int = 48
-    cnn_kernels: list[int] = field(default_factory=lambda: [5, 5, 6, 6])
     mlp_layers: int = 4
     mlp_units: int = 400
     norm: bool = False
@@ -173,8 +163,8 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     env: EnvConfig = field(default_factory=EnvConfig)
     rssm: RSSMConfig = field(default_factory=RSSMConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    encoder: CodecConfig = field(default_factory=CodecConfig)
+    decoder: CodecConfig = field(default_factory=lambda: CodecConfig(cnn_kernels=[5, 5, 6, 6]))
     reward_head: HeadConfig = field(default_factory=HeadConfig)
     discount_head: HeadConfig = field(default_factory=HeadConfig)
     kl: KLConfig = field(default_factory=KLConfig)
