@@ -14,12 +14,15 @@ from .envs import GymAdapter
 
 Policy = Callable[[dict[str, np.ndarray], Any], tuple[np.ndarray, Any]]
 EpisodeCallback = Callable[[dict[str, np.ndarray]], None]
+StepCallback = Callable[[int], None]
 
 
 class Driver:
-    def __init__(self, envs: list[GymAdapter], on_episode: list[EpisodeCallback] | None = None):
+    def __init__(self, envs: list[GymAdapter], on_episode: list[EpisodeCallback] | None = None,
+                 on_step: list[StepCallback] | None = None):
         self.envs = envs
         self.on_episode = list(on_episode or [])
+        self.on_step = list(on_step or [])  # called with the number of env steps just taken
         self.reset()
 
     def reset(self) -> None:
@@ -49,4 +52,6 @@ class Driver:
                         callback(done)
                     episode += 1
             step += len(self.envs)
+            for callback in self.on_step:
+                callback(len(self.envs))
         return step, episode

@@ -82,11 +82,18 @@ class Logger:
         self._tb.flush()
         return path
 
+    def stage(self, name: str) -> None:
+        """Name what the run is doing now (prefill, pretrain, train) in the progress bar."""
+        if self._bar is not None:
+            self._postfix.pop("pretrain", None)
+            self._bar.set_description(name)
+
     def progress(self, step: int, **postfix: float) -> None:
         if self._bar is not None:
-            self._bar.update(step - self._bar.n)
+            if step > self._bar.n:
+                self._bar.update(step - self._bar.n)
             for key, value in postfix.items():
-                self._postfix[key] = f"{value:.1f}"
+                self._postfix[key] = f"{value:.1f}" if isinstance(value, float) else str(value)
             if postfix:
                 self._bar.set_postfix(self._postfix, refresh=False)
 

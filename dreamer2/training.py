@@ -176,7 +176,14 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         last_episode["train"] = episode
         stats = episode_stats(episode)
         logger.scalars(stats, "episode/")
-        logger.progress(step, **{"return": stats["return"]})
+        logger.progress(live_step[0], **{"return": stats["return"]})
+
+    live_step = [step]  # env steps as the driver takes them, for the progress bar
+
+    def on_step(count: int) -> None:
+        live_step[0] += count
+        if live_step[0] % 100 == 0:
+            logger.progress(live_step[0])
 
     def run_eval(at: int) -> None:
         """Evaluation episodes, their scores, and the videos: eval_policy, train_policy, openl."""
@@ -195,10 +202,11 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         if agent.wm.dec_cnn:
             logger.video("openl", agent.openl_video(replay.sample(6)), at)
 
-    driver = Driver([train_env], [on_episode])
+    driver = Driver([train_env], [on_episode], [on_step])
     rng = np.random.default_rng(cfg.seed + replay.total_episodes)
     try:
         if step < tc.prefill or not len(replay):
+            logger.stage("prefill")
             count, _ = driver(random_policy(train_env, rng), steps=max(tc.prefill - step, 1))
             step += count
             while not len(replay):  # sampling needs one finished episode
@@ -206,8 +214,11 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
                 step += count
             logger.write(step)
         if not resumed:
-            for _ in range(tc.pretrain):
+            logger.stage("pretrain")
+            for i in range(tc.pretrain):
                 logger.scalars(agent.update(replay.sample(cfg.replay.batch)))
+                logger.progress(step, pretrain=i + 1)
+        logger.stage("train")
         policy = lambda obs, state: agent.policy(obs, state, "train")
         next_log = step + tc.log_every
         next_eval = step + tc.eval_every if resumed else step

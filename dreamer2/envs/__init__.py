@@ -6,7 +6,13 @@ Actions come in as one-hot vectors (discrete) or vectors in [-1, 1] (continuous)
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import os
+from typing import Any
+
+# Frames are rendered off-screen (rgb_array); no display or sound device is wanted, and SDL
+# would otherwise complain about a missing one on headless machines.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 from .gym import EnvError, GymAdapter
 
