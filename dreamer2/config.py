@@ -91,6 +91,7 @@ class LossScales:
 class ModelConfig:
     pred_discount: bool = True  # learn a discount head; off uses behavior.discount everywhere
     clip_rewards: str = "identity"  # identity | tanh: transform of the reward target
+    reward_scale: float = 1.0  # multiplies the reward target before the transform (not in the reference)
     grad_heads: list[str] = field(default_factory=lambda: ["decoder", "reward", "discount"])
 
 

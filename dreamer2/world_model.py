@@ -195,8 +195,10 @@ class WorldModel(nn.Module):
                 tensor = tensor.float()
             data[key] = tensor
         data["is_first"] = data["is_first"].float()
-        if "reward" in data and self.cfg.model.clip_rewards == "tanh":
-            data["reward"] = torch.tanh(data["reward"])
+        if "reward" in data:
+            data["reward"] = data["reward"] * self.cfg.model.reward_scale
+            if self.cfg.model.clip_rewards == "tanh":
+                data["reward"] = torch.tanh(data["reward"])
         if "is_terminal" in data:
             data["discount"] = (1.0 - data["is_terminal"].float()) * self.cfg.behavior.discount
         return data
