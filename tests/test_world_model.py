@@ -114,3 +114,12 @@ def test_decoder_first_layer_equals_transposed_convolution_of_1x1_map():
     ours = dec.first(h).reshape(7, 16, 5, 5) + dec.first_bias[:, None, None]
     torch.testing.assert_close(ours, conv(h[:, :, None, None]))
     assert dec(torch.randn(2, 3, 10)).shape == (2, 3, 3, 64, 64)
+
+
+def test_reward_scale_applies_before_the_transform():
+    cfg = make_config("debug", {"model.reward_scale": 0.1, "model.clip_rewards": "tanh"})
+    wm = WorldModel({"vector": ((5,), np.float32)}, 3, cfg)
+    batch = _batch(image=False)
+    batch["reward"][:] = -16.0
+    data = wm.preprocess(batch, "cpu")
+    torch.testing.assert_close(data["reward"], torch.full((2, 10), float(np.tanh(-1.6))))
