@@ -176,14 +176,14 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         last_episode["train"] = episode
         stats = episode_stats(episode)
         logger.scalars(stats, "episode/")
-        logger.progress(live_step[0], **{"return": stats["return"]})
-
-    live_step = [step]  # env steps as the driver takes them, for the progress bar
+        logger.progress(step, **{"return": stats["return"]})
 
     def on_step(count: int) -> None:
-        live_step[0] += count
-        if live_step[0] % 100 == 0:
-            logger.progress(live_step[0])
+        """The one step counter: advanced by the driver as it steps the env."""
+        nonlocal step
+        step += count
+        if step % 100 == 0:
+            logger.progress(step)
 
     def run_eval(at: int) -> None:
         """Evaluation episodes, their scores, and the videos: eval_policy, train_policy, openl."""
@@ -207,11 +207,9 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
     try:
         if step < tc.prefill or not len(replay):
             logger.stage("prefill")
-            count, _ = driver(random_policy(train_env, rng), steps=max(tc.prefill - step, 1))
-            step += count
+            driver(random_policy(train_env, rng), steps=max(tc.prefill - step, 1))
             while not len(replay):  # sampling needs one finished episode
-                count, _ = driver(random_policy(train_env, rng), steps=1)
-                step += count
+                driver(random_policy(train_env, rng), steps=1)
             logger.write(step)
         if not resumed:
             logger.stage("pretrain")
@@ -229,8 +227,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
                 run_eval(step)
                 if eval_env is train_env:
                     driver.reset()
-            count, _ = driver(policy, steps=min(tc.train_every, tc.steps - step))
-            step += count
+            driver(policy, steps=min(tc.train_every, tc.steps - step))
             logger.progress(step)
             for _ in range(tc.train_steps):
                 logger.scalars(agent.update(replay.sample(cfg.replay.batch)))
