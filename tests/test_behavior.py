@@ -50,24 +50,26 @@ def _actor_critic(grad: str, discrete: bool):
     return wm, ac, start
 
 
-def test_reinforce_actor_gradient_reaches_actor_not_world_model():
+def _backward_actor_loss(grad: str, discrete: bool):
+    """Build a frozen world model and an actor-critic, and backpropagate the actor loss once."""
     torch.manual_seed(0)
-    wm, ac, start = _actor_critic("reinforce", True)
+    wm, ac, start = _actor_critic(grad, discrete)
     wm.requires_grad_(False)
-    actor_loss, critic_loss, _ = ac.losses(wm, start, torch.zeros(6))
+    actor_loss, _, _ = ac.losses(wm, start, torch.zeros(6))
     actor_loss.backward()
+    return wm, ac
+
+
+def test_reinforce_actor_gradient_reaches_actor_not_world_model():
+    wm, ac = _backward_actor_loss("reinforce", True)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ac.actor.parameters())
     assert all(p.grad is None for p in wm.parameters())
     assert all(p.grad is None for p in ac.critic.parameters())
 
 
 def test_dynamics_actor_gradient_flows_through_imagined_states():
-    torch.manual_seed(0)
-    wm, ac, start = _actor_critic("dynamics", False)
-    wm.requires_grad_(False)
-    actor_loss, _, metrics = ac.losses(wm, start, torch.zeros(6))
     # With dynamics gradients the actor's loss depends on its parameters through the model only.
-    actor_loss.backward()
+    wm, ac = _backward_actor_loss("dynamics", False)
     grads = [p.grad for p in ac.actor.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum() for g in grads) > 0
