@@ -32,11 +32,15 @@ def main() -> None:
     agent = dreamer2.train(task, preset="atari", steps=steps, logdir=logdir, seed=args.seed,
                            overrides={"device": args.device})
     minutes = (time.time() - start) / 60
+    try:
+        reference: dict | str = reference_curve(task, args.frames)
+    except ValueError as err:  # below the first recorded point of the published curve
+        reference = str(err)
     stats = dreamer2.evaluate(agent, episodes=args.episodes)
     print(json.dumps({"task": task, "frames": args.frames, "eval_return": stats["return_mean"],
                       "eval_return_std": stats["return_std"],
                       "human_normalized": human_normalized(task, stats["return_mean"]),
-                      "reference": reference_curve(task, args.frames), "train_minutes": round(minutes, 1),
+                      "reference": reference, "train_minutes": round(minutes, 1),
                       "logdir": logdir}))
 
 

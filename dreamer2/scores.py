@@ -54,7 +54,8 @@ def reference_curve(task: str, frames: float | None = None) -> dict[str, object]
 
     With ``frames``, each seed's return is interpolated at that frame count and the result holds
     ``mean``, ``std``, ``min``, ``max`` and ``seeds``; without, the common x grid and the per-seed
-    returns on it (``xs``, ``ys`` [seeds, points]).
+    returns on it (``xs``, ``ys`` [seeds, points]). Frames outside the recorded range are an
+    error rather than a silently clamped value (most Atari curves start at 1M frames).
     """
     key = task_key(task)
     suite = key.split("_", 1)[0]
@@ -65,6 +66,9 @@ def reference_curve(task: str, frames: float | None = None) -> dict[str, object]
     ys = np.stack([np.interp(xs, run["xs"], run["ys"]) for run in runs])  # [seeds, points]
     if frames is None:
         return {"xs": xs, "ys": ys, "seeds": len(runs)}
+    lo, hi = max(run["xs"][0] for run in runs), min(run["xs"][-1] for run in runs)
+    if not lo <= frames <= hi:
+        raise ValueError(f"the reference curve of '{task}' covers {lo:.0f} to {hi:.0f} frames, not {frames:.0f}")
     at = np.array([np.interp(frames, run["xs"], run["ys"]) for run in runs])
     return {"mean": float(at.mean()), "std": float(at.std()), "min": float(at.min()), "max": float(at.max()),
             "seeds": len(runs), "frames": float(frames)}

@@ -25,3 +25,9 @@ def test_reference_curve_at_frames_matches_published_numbers():
     assert reference_curve("dmc:cartpole_balance", 1e5)["mean"] == pytest.approx(854, abs=2)
     curve = reference_curve("atari:Breakout")
     assert curve["ys"].shape == (curve["seeds"], len(curve["xs"]))
+
+
+def test_reference_curve_refuses_frames_outside_the_record():
+    start = reference_curve("atari:Boxing")["xs"][0]
+    with pytest.raises(ValueError, match="covers"):
+        reference_curve("atari:Boxing", start / 2)
