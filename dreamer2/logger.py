@@ -8,7 +8,24 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+
+
+def channels_to_rgb(frames: np.ndarray) -> np.ndarray:
+    """uint8 frames [T, H, W, C] as RGB: grey stays grey, RGB stays, any other channel count (e.g.
+    MinAtar's binary layers) gets one colour per channel, so every image key can be watched."""
+    frames = np.asarray(frames, np.uint8)
+    channels = frames.shape[-1]
+    if channels == 3:
+        return frames
+    if channels == 1:
+        return frames.repeat(3, -1)
+    hues = np.linspace(0, 150, channels, endpoint=False).astype(np.uint8)  # OpenCV hue range is 0..179
+    palette = cv2.cvtColor(np.stack([hues, np.full_like(hues, 200), np.full_like(hues, 255)], -1)[None],
+                           cv2.COLOR_HSV2RGB)[0].astype(np.float32) / 255  # [C, 3]
+    rgb = np.einsum("thwc,cd->thwd", frames.astype(np.float32), palette)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 16) -> Path:
@@ -17,9 +34,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 16) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.asarray(frames, np.uint8)
-    if frames.shape[-1] == 1:
-        frames = frames.repeat(3, -1)
+    frames = channels_to_rgb(frames)
     if path.suffix.lower() == ".gif":
         imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
     elif path.suffix.lower() == ".mp4":
@@ -34,7 +49,7 @@ def _gif_bytes(frames: np.ndarray, fps: int) -> bytes:
     import imageio.v2 as imageio
 
     buffer = io.BytesIO()
-    imageio.mimsave(buffer, list(frames.repeat(3, -1) if frames.shape[-1] == 1 else frames), format="gif",
+    imageio.mimsave(buffer, list(channels_to_rgb(frames)), format="gif",
                     duration=1000 / fps, loop=0)
     return buffer.getvalue()
 

@@ -16,7 +16,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 from .gym import EnvError, GymAdapter
 
-SUITES = ("gym", "atari")
+SUITES = ("gym", "atari", "minatar")
 
 
 def make_env(task: Any, cfg, seed: int) -> GymAdapter:
@@ -30,6 +30,9 @@ def make_env(task: Any, cfg, seed: int) -> GymAdapter:
         if suite == "atari":
             from .atari import make_atari
             return make_atari(name, cfg, seed)
+        if suite == "minatar":
+            from .minatar import make_minatar
+            return make_minatar(name, cfg, seed)
         try:
             env = gymnasium.make(name, render_mode="rgb_array")  # frames for pixels and for videos
         except gymnasium.error.Error as err:
