@@ -1,6 +1,7 @@
 """Agent = world model + actor-critic, their optimizers, and the policy used in the env."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -8,26 +9,46 @@ import torch
 from torch import nn
 
 from .behavior import ActorCritic
+from .diagnostics import grad_norms
 from .nets import init_like_reference
 from .world_model import NON_OBS_KEYS, State, WorldModel
 
 PolicyState = tuple[State, torch.Tensor]
 
 
+class Clock:
+    """Wall time of the phases of an update, in seconds (``time/PHASE``). On a GPU it waits for the
+    queued kernels at each lap, which costs a little but is the only honest split."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.laps[f"time/{name}"], self.last = now - self.last, now
+
+
 class Optimizer:
     """Adam with the reference's extras: global-norm clipping and decoupled weight decay
     (``w *= 1 - wd`` before each step, i.e. AdamW with ``weight_decay = wd / lr``)."""
 
-    def __init__(self, name: str, params: list[nn.Parameter], cfg):
-        self.name, self.params, self.clip = name, list(params), cfg.clip
+    def __init__(self, name: str, module: nn.Module, cfg, parts: tuple[str, ...] = ()):
+        """``parts``: names of submodules of ``module`` whose gradient norms are logged apart."""
+        self.name, self.params, self.clip = name, list(module.parameters()), cfg.clip
+        self.parts = {part: getattr(module, part) for part in parts}
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.wd / cfg.lr)
 
     def step(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        metrics = {f"grad_norm/{part}": norm for part, norm in grad_norms(self.parts).items()}
         norm = nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip else torch.zeros(())
         self.opt.step()
-        return {f"{self.name}/loss": loss.detach(), f"{self.name}/grad_norm": norm}
+        return {f"{self.name}/loss": loss.detach(), f"{self.name}/grad_norm": norm, **metrics}
 
 
 def space_dims(act_space) -> tuple[int, bool]:
@@ -56,27 +77,34 @@ class Agent(nn.Module):
         self.ac.slow_critic.load_state_dict(self.ac.critic.state_dict())
         self.to(device)
         self.device = torch.device(device)
-        self.model_opt = Optimizer("world_model", self.wm.parameters(), cfg.model_opt)
-        self.actor_opt = Optimizer("actor", self.ac.actor.parameters(), cfg.actor_opt)
-        self.critic_opt = Optimizer("critic", self.ac.critic.parameters(), cfg.critic_opt)
+        self.model_opt = Optimizer("world_model", self.wm, cfg.model_opt, self.wm.parts())
+        self.actor_opt = Optimizer("actor", self.ac.actor, cfg.actor_opt)
+        self.critic_opt = Optimizer("critic", self.ac.critic, cfg.critic_opt)
 
     # -- training -----------------------------------------------------------------------------
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One gradient step on every part from a replay batch of [B, T, ...] arrays."""
+        clock = Clock(self.device)
         data = self.wm.preprocess(batch, self.device)
         wm_loss, post, metrics = self.wm.loss(data)
         metrics.update(self.model_opt.step(wm_loss))
+        clock.lap("world_model")
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}  # [B*T, ...]
         self.wm.requires_grad_(False)  # the actor's gradient may pass through, never into, the model
         try:
             actor_loss, critic_loss, ac_metrics = self.ac.losses(self.wm, start, data["is_terminal"].flatten(0, 1))
         finally:
             self.wm.requires_grad_(True)
+        clock.lap("imagination")
         metrics.update(ac_metrics)
         metrics.update(self.actor_opt.step(actor_loss))
+        clock.lap("actor")
         metrics.update(self.critic_opt.step(critic_loss))
         self.ac.update_slow_critic()
-        return {k: float(v) for k, v in metrics.items()}
+        clock.lap("critic")
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics.update(clock.laps)
+        return metrics
 
     @torch.no_grad()
     def openl_video(self, batch: dict[str, np.ndarray], context: int = 5) -> np.ndarray:

@@ -12,6 +12,7 @@ import copy
 import torch
 from torch import nn
 
+from .diagnostics import max_entropy
 from .distributions import MSEDist, OneHotDist, TruncNormalDist
 from .nets import MLPHead
 from .world_model import State, WorldModel
@@ -69,7 +70,7 @@ class Critic(nn.Module):
 class ActorCritic(nn.Module):
     def __init__(self, feat: int, action_dim: int, discrete: bool, cfg):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.action_dim, self.discrete = cfg, action_dim, discrete
         self.actor = Actor(feat, action_dim, discrete, cfg.actor)
         self.critic = Critic(feat, cfg.critic)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -124,31 +125,30 @@ class ActorCritic(nn.Module):
         baseline = (self.slow_critic if cfg.critic.slow_baseline else self.critic)(feat[:, :-2].detach()).mode()
         advantage = (target[:, 1:] - baseline).detach()  # [N, H-1]
         reinforce = seq["logp"][:, :-1] * advantage
-        dynamics = target[:, 1:]
-        if self.grad == "reinforce":
-            objective = reinforce
-        elif self.grad == "dynamics":
-            objective = dynamics
-        else:
-            mix = cfg.actor.grad_mix
-            objective = mix * dynamics + (1 - mix) * reinforce
+        mix = {"reinforce": 0.0, "dynamics": 1.0}.get(self.grad, cfg.actor.grad_mix)
         entropy = seq["entropy"][:, :-1]
-        objective = objective + cfg.actor.entropy * entropy
-        actor_loss = -(weight[:, :-2] * objective).mean()
+        w = weight[:, :-2]
+        # The loss split into its terms (they sum to it): what drives the actor, logged as is.
+        terms = {"reinforce": -(w * (1 - mix) * reinforce).mean(), "dynamics": -(w * mix * target[:, 1:]).mean(),
+                 "entropy": -(w * cfg.actor.entropy * entropy).mean()}
+        actor_loss = terms["reinforce"] + terms["dynamics"] + terms["entropy"]
 
         # Critic: regress the λ-return from the imagined features.
         critic_dist = self.critic(feat[:, :-1].detach())
         critic_loss = -(critic_dist.log_prob(target.detach()) * weight[:, :-1]).mean()
 
-        metrics = {
+        metrics = {f"actor/{k}_term": v.detach() for k, v in terms.items()}
+        metrics.update({
             "actor/entropy": entropy.mean().detach(),
+            "actor/entropy_fraction": entropy.mean().detach() / max_entropy(self.action_dim, self.discrete),
             "actor/advantage_mean": advantage.mean(),
             "actor/advantage_std": advantage.std(),
+            "critic/error_rmse": (critic_dist.mode() - target).detach().pow(2).mean().sqrt(),
             "behavior/lambda_return": target.mean().detach(),
             "behavior/value": value.mean().detach(),
             "behavior/imag_reward": reward.mean().detach(),
             "behavior/imag_discount": discount.mean().detach(),
-        }
+        })
         return actor_loss, critic_loss, metrics
 
     def update_slow_critic(self) -> None:

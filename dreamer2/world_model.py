@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .diagnostics import code_usage, terminal_precision_recall
 from .distributions import BernoulliDist, MSEDist, OneHotDist, categorical_kl, gaussian_kl
 from .nets import ConvDecoder, ConvEncoder, LayerNormGRUCell, MLPHead, mlp
 
@@ -25,22 +26,30 @@ def detach(state: State) -> State:
 
 
 def kl_balance(kl: Callable[[State, State], torch.Tensor], post: State, prior: State,
-               balance: float, free: float, free_avg: bool) -> tuple[torch.Tensor, torch.Tensor]:
+               balance: float, free: float, free_avg: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """KL balancing: ``(1 - balance) * KL(post || sg(prior)) + balance * KL(sg(post) || prior)``.
 
     The first term trains the posterior towards the prior, the second (weighted 0.8 in the
     paper) trains the prior towards the posterior, so the prior learns faster than the
     posterior is regularized. Free nats clip each term from below, after averaging over the
-    batch when ``free_avg`` (the reference) or per element otherwise. Returns (loss, raw KL).
+    batch when ``free_avg`` (the reference) or per element otherwise.
+
+    Returns the loss and, detached, its parts: ``kl`` (the raw KL per element), ``post_term`` and
+    ``prior_term`` (the two weighted, clipped terms; they sum to the loss) and ``free_fraction``
+    (the share of elements whose KL is below the free nats, where they stop its gradient).
     """
     lhs = kl(post, detach(prior))  # gradient reaches the posterior only
     rhs = kl(detach(post), prior)  # gradient reaches the prior only
     free_t = torch.tensor(free, dtype=lhs.dtype, device=lhs.device)
     if free_avg:
-        loss = (1 - balance) * torch.maximum(lhs.mean(), free_t) + balance * torch.maximum(rhs.mean(), free_t)
+        post_term = (1 - balance) * torch.maximum(lhs.mean(), free_t)
+        prior_term = balance * torch.maximum(rhs.mean(), free_t)
     else:
-        loss = ((1 - balance) * torch.maximum(lhs, free_t) + balance * torch.maximum(rhs, free_t)).mean()
-    return loss, lhs.detach()
+        post_term = ((1 - balance) * torch.maximum(lhs, free_t)).mean()
+        prior_term = (balance * torch.maximum(rhs, free_t)).mean()
+    parts = {"kl": lhs.detach(), "post_term": post_term.detach(), "prior_term": prior_term.detach(),
+             "free_fraction": (lhs.detach() < free).float().mean()}
+    return post_term + prior_term, parts
 
 
 class RSSM(nn.Module):
@@ -256,11 +265,15 @@ class WorldModel(nn.Module):
         return (video * 255).round().to(torch.uint8).cpu().numpy()
 
     # -- loss ---------------------------------------------------------------------------------
+    def parts(self) -> tuple[str, ...]:
+        """Names of the submodules (encoders, RSSM, decoders, heads), for per-module gradient norms."""
+        return tuple(name for name, _ in self.named_children())
+
     def loss(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
         cfg = self.cfg
         embed = self.encode(data)  # [B, T, E]
         post, prior = self.rssm.observe(embed, data["action"], data["is_first"])
-        kl_loss, kl_value = kl_balance(self.rssm.kl, post, prior, cfg.kl.balance, cfg.kl.free, cfg.kl.free_avg)
+        kl_loss, kl_parts = kl_balance(self.rssm.kl, post, prior, cfg.kl.balance, cfg.kl.free, cfg.kl.free_avg)
         feat = self.rssm.feat(post)  # [B, T, F]
         grad = lambda head: feat if head in cfg.model.grad_heads else feat.detach()
         losses = {"kl": kl_loss}
@@ -275,7 +288,26 @@ class WorldModel(nn.Module):
                              else scales.image if key in self.dec_cnn else scales.vector)
         total = sum(scale(k) * v for k, v in losses.items())
         metrics = {f"world_model/{k}_loss": v.detach() for k, v in losses.items()}
-        metrics["world_model/kl"] = kl_value.mean()
-        metrics["world_model/prior_entropy"] = self.rssm.entropy(prior).mean().detach()
-        metrics["world_model/post_entropy"] = self.rssm.entropy(post).mean().detach()
+        metrics.update(self._diagnostics(data, feat, post, prior, kl_parts))
         return total, post, metrics
+
+    @torch.no_grad()
+    def _diagnostics(self, data: dict[str, torch.Tensor], feat: torch.Tensor, post: State, prior: State,
+                     kl_parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What explains the world model's training: the KL balance, latent usage, head errors."""
+        metrics = {"world_model/kl": kl_parts["kl"].mean(), "kl/post_term": kl_parts["post_term"],
+                   "kl/prior_term": kl_parts["prior_term"], "kl/free_fraction": kl_parts["free_fraction"],
+                   "latent/prior_entropy": self.rssm.entropy(prior).mean(),
+                   "latent/post_entropy": self.rssm.entropy(post).mean()}
+        if self.rssm.discrete:
+            perplexity, dead = code_usage(post["stoch"].detach().flatten(0, -3))
+            metrics.update({"latent/perplexity_mean": perplexity.mean(), "latent/perplexity_min": perplexity.min(),
+                            "latent/dead_codes": dead.sum().float(),
+                            "latent/dead_fraction": dead.sum().float() / perplexity.numel() / self.rssm.discrete})
+        reward = self.reward(feat).mode()
+        metrics["world_model/reward_rmse"] = (reward - data["reward"]).pow(2).mean().sqrt()
+        if self.cfg.model.pred_discount:
+            precision, recall = terminal_precision_recall(self.discount(feat).mean, data["is_terminal"],
+                                                          self.cfg.behavior.discount)
+            metrics.update({"world_model/terminal_precision": precision, "world_model/terminal_recall": recall})
+        return metrics

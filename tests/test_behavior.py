@@ -90,3 +90,15 @@ def test_slow_critic_hard_copy_every_n_updates():
     ac.update_slow_critic()  # update `every` copies
     for p, q in zip(ac.slow_critic.parameters(), ac.critic.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_logged_actor_terms_add_up_to_the_actor_loss():
+    for grad in ("reinforce", "dynamics", "both"):
+        torch.manual_seed(0)
+        wm, ac, start = _actor_critic(grad, grad != "dynamics")
+        actor_loss, _, metrics = ac.losses(wm, start, torch.zeros(6))
+        total = metrics["actor/reinforce_term"] + metrics["actor/dynamics_term"] + metrics["actor/entropy_term"]
+        torch.testing.assert_close(total, actor_loss.detach())
+        assert metrics["actor/entropy_term"] != 0
+        if grad == "both":
+            assert metrics["actor/reinforce_term"] != 0 and metrics["actor/dynamics_term"] != 0

@@ -15,11 +15,13 @@ def test_kl_balance_value_and_gradient_sides():
     post_logits = torch.randn(5, 4, 3, requires_grad=True)
     prior_logits = torch.randn(5, 4, 3, requires_grad=True)
     post, prior = {"logits": post_logits}, {"logits": prior_logits}
-    loss, raw = kl_balance(rssm.kl, post, prior, balance=0.8, free=0.0, free_avg=True)
+    loss, parts = kl_balance(rssm.kl, post, prior, balance=0.8, free=0.0, free_avg=True)
     kl = rssm.kl(post, prior)
     # Value: both sides have the same value, so the balanced loss equals the mean KL.
     torch.testing.assert_close(loss, kl.mean())
-    torch.testing.assert_close(raw, kl.detach())
+    torch.testing.assert_close(parts["kl"], kl.detach())
+    torch.testing.assert_close(parts["post_term"], 0.2 * kl.mean().detach())
+    torch.testing.assert_close(parts["prior_term"], 0.8 * kl.mean().detach())
     loss.backward()
     g_post, g_prior = post_logits.grad.clone(), prior_logits.grad.clone()
     post_logits.grad = prior_logits.grad = None
@@ -33,8 +35,9 @@ def test_kl_balance_free_nats_clip_after_averaging():
     rssm = _rssm()
     logits = torch.zeros(5, 4, 3, requires_grad=True)
     post, prior = {"logits": logits}, {"logits": torch.zeros(5, 4, 3)}
-    loss, _ = kl_balance(rssm.kl, post, prior, balance=0.8, free=1.0, free_avg=True)
+    loss, parts = kl_balance(rssm.kl, post, prior, balance=0.8, free=1.0, free_avg=True)
     assert loss.item() == 1.0  # KL is 0 < 1 free nat, so the loss is the constant
+    assert parts["free_fraction"].item() == 1.0
     loss.backward()
     assert logits.grad is None or logits.grad.abs().sum() == 0
 
