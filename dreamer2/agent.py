@@ -36,19 +36,41 @@ class Optimizer:
     """Adam with the reference's extras: global-norm clipping and decoupled weight decay
     (``w *= 1 - wd`` before each step, i.e. AdamW with ``weight_decay = wd / lr``)."""
 
-    def __init__(self, name: str, module: nn.Module, cfg, parts: tuple[str, ...] = ()):
-        """``parts``: names of submodules of ``module`` whose gradient norms are logged apart."""
+    def __init__(self, name: str, module: nn.Module, cfg, parts: tuple[str, ...] = (), fp16: bool = False,
+                 device: str = "cpu"):
+        """``parts``: names of submodules of ``module`` whose gradient norms are logged apart.
+        ``fp16``: scale the loss so that fp16 gradients do not underflow; a step whose gradients
+        overflow is skipped and the scale halved (counted in ``precision/NAME_skipped``)."""
         self.name, self.params, self.clip = name, list(module.parameters()), cfg.clip
         self.parts = {part: getattr(module, part) for part in parts}
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.wd / cfg.lr)
+        self.scaler = torch.amp.GradScaler(device, enabled=fp16)
+        self.skipped = 0
 
     def step(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
         metrics = {f"grad_norm/{part}": norm for part, norm in grad_norms(self.parts).items()}
         norm = nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip else torch.zeros(())
-        self.opt.step()
+        if self.scaler.is_enabled():
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.opt)  # skipped when the gradients hold inf or NaN
+            self.scaler.update()
+            self.skipped += int(self.scaler.get_scale() < scale)
+            metrics.update({f"precision/{self.name}_loss_scale": torch.tensor(scale),
+                            f"precision/{self.name}_skipped": torch.tensor(float(self.skipped))})
+        else:
+            self.opt.step()
         return {f"{self.name}/loss": loss.detach(), f"{self.name}/grad_norm": norm, **metrics}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"opt": self.opt.state_dict(), "scaler": self.scaler.state_dict(), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.opt.load_state_dict(state["opt"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.skipped = state["skipped"]
 
 
 def space_dims(act_space) -> tuple[int, bool]:
@@ -77,22 +99,32 @@ class Agent(nn.Module):
         self.ac.slow_critic.load_state_dict(self.ac.critic.state_dict())
         self.to(device)
         self.device = torch.device(device)
-        self.model_opt = Optimizer("world_model", self.wm, cfg.model_opt, self.wm.parts())
-        self.actor_opt = Optimizer("actor", self.ac.actor, cfg.actor_opt)
-        self.critic_opt = Optimizer("critic", self.ac.critic, cfg.critic_opt)
+        self.amp_dtype = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[str(cfg.precision)]
+        fp16 = self.amp_dtype == torch.float16
+        kind = self.device.type
+        self.model_opt = Optimizer("world_model", self.wm, cfg.model_opt, self.wm.parts(), fp16, kind)
+        self.actor_opt = Optimizer("actor", self.ac.actor, cfg.actor_opt, fp16=fp16, device=kind)
+        self.critic_opt = Optimizer("critic", self.ac.critic, cfg.critic_opt, fp16=fp16, device=kind)
+
+    def autocast(self) -> torch.autocast:
+        """Mixed precision for the forward passes (``precision``); weights and optimizers stay fp32."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
 
     # -- training -----------------------------------------------------------------------------
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One gradient step on every part from a replay batch of [B, T, ...] arrays."""
         clock = Clock(self.device)
         data = self.wm.preprocess(batch, self.device)
-        wm_loss, post, metrics = self.wm.loss(data)
+        with self.autocast():
+            wm_loss, post, metrics = self.wm.loss(data)
         metrics.update(self.model_opt.step(wm_loss))
         clock.lap("world_model")
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}  # [B*T, ...]
         self.wm.requires_grad_(False)  # the actor's gradient may pass through, never into, the model
         try:
-            actor_loss, critic_loss, ac_metrics = self.ac.losses(self.wm, start, data["is_terminal"].flatten(0, 1))
+            with self.autocast():
+                actor_loss, critic_loss, ac_metrics = self.ac.losses(self.wm, start, data["is_terminal"].flatten(0, 1))
         finally:
             self.wm.requires_grad_(True)
         clock.lap("imagination")
@@ -128,10 +160,11 @@ class Agent(nn.Module):
         latent, action = state
         batch = {k: v[:, None] for k, v in obs.items() if k in self.obs_space or k in NON_OBS_KEYS}
         data = self.wm.preprocess(batch, self.device)
-        embed = self.wm.encode(data)[:, 0]  # [N, E]
         sample = mode == "train" or not self.cfg.train.eval_state_mean
-        latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=sample)
-        dist = self.ac.actor(self.wm.rssm.feat(latent))
+        with self.autocast():
+            embed = self.wm.encode(data)[:, 0]  # [N, E]
+            latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=sample)
+            dist = self.ac.actor(self.wm.rssm.feat(latent))
         action = dist.sample() if mode == "train" else dist.mode()
         noise = self.cfg.train.expl_noise if mode == "train" else self.cfg.train.eval_noise
         action = self._noise(action, noise)

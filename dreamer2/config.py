@@ -162,6 +162,7 @@ class TrainConfig:
 class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "32"  # 32 | bf16 | 16: autocast of the networks (fp32 master weights); 16 adds a gradient scaler
     env: EnvConfig = field(default_factory=EnvConfig)
     rssm: RSSMConfig = field(default_factory=RSSMConfig)
     encoder: CodecConfig = field(default_factory=CodecConfig)
@@ -187,6 +188,7 @@ RESUMABLE_KEYS = frozenset({
     "train.checkpoint_every",
 })
 ENUMS = {
+    "precision": ("32", "bf16", "16"),
     "model.clip_rewards": ("identity", "tanh"),
     "actor.dist": ("auto", "onehot", "trunc_normal"),
     "actor.grad": ("auto", "reinforce", "dynamics", "both"),

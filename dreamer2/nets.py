@@ -40,7 +40,7 @@ class MLPHead(nn.Module):
         self.out = nn.Linear(units if layers else inp, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.trunk(x))
+        return self.out(self.trunk(x)).float()  # distribution parameters stay fp32 under autocast
 
 
 class ConvEncoder(nn.Module):
@@ -101,7 +101,7 @@ class ConvDecoder(nn.Module):
         x = self.first(self.linear(feat)).reshape(-1, *self.first_shape)  # [N, 4*depth, 5, 5]
         if self.first_bias is not None:
             x = x + self.first_bias[:, None, None]
-        x = self.net(x)  # [N, C, H, W]
+        x = self.net(x).float()  # [N, C, H, W]; the image likelihood in fp32 under autocast
         return x.reshape(*lead, *x.shape[1:])
 
 
@@ -117,7 +117,7 @@ class LayerNormGRUCell(nn.Module):
         self.norm = nn.LayerNorm(3 * size, eps=1e-3) if norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        parts = self.norm(self.linear(torch.cat([x, state], -1)))  # [N, 3*size]
+        parts = self.norm(self.linear(torch.cat([x, state], -1)).float())  # [N, 3*size]; LayerNorm and state in fp32
         reset, cand, update = parts.split(self.size, -1)
         reset = torch.sigmoid(reset)
         cand = torch.tanh(reset * cand)

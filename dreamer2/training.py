@@ -71,9 +71,9 @@ def prepare_logdir(logdir: Path, preset: str | list[str] | None, overrides: dict
 def save_checkpoint(path: Path, agent: Agent, step: int, replay: Replay) -> None:
     state = {
         "agent": agent.state_dict(),
-        "model_opt": agent.model_opt.opt.state_dict(),
-        "actor_opt": agent.actor_opt.opt.state_dict(),
-        "critic_opt": agent.critic_opt.opt.state_dict(),
+        "model_opt": agent.model_opt.state_dict(),
+        "actor_opt": agent.actor_opt.state_dict(),
+        "critic_opt": agent.critic_opt.state_dict(),
         "step": step,
         "replay": replay.state_dict(),
         "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
@@ -88,9 +88,9 @@ def load_checkpoint(path: Path, agent: Agent, replay: Replay | None = None, rest
     try:
         state = torch.load(path, map_location=agent.device, weights_only=False)
         agent.load_state_dict(state["agent"])
-        agent.model_opt.opt.load_state_dict(state["model_opt"])
-        agent.actor_opt.opt.load_state_dict(state["actor_opt"])
-        agent.critic_opt.opt.load_state_dict(state["critic_opt"])
+        agent.model_opt.load_state_dict(state["model_opt"])
+        agent.actor_opt.load_state_dict(state["actor_opt"])
+        agent.critic_opt.load_state_dict(state["critic_opt"])
     except Exception as err:
         raise CheckpointError(f"checkpoint {path} cannot be loaded ({type(err).__name__}: {str(err)[:200]}); "
                               "it is corrupt or from another config") from None

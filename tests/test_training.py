@@ -140,3 +140,24 @@ def test_kill_9_then_resume_loses_no_finished_episode(tmp_path):
     assert set(files) <= set(after)  # nothing finished before the kill was lost
     steps = [json.loads(line)["step"] for line in open(logdir / "metrics.jsonl")]
     assert max(steps) >= steps_on_disk + 60
+
+
+@pytest.mark.parametrize("precision", ["bf16", "16"])
+def test_mixed_precision_keeps_fp32_weights_and_outputs_and_saves_the_scaler(tmp_path, precision):
+    cfg = make_config("debug", {"precision": precision})
+    env = make_env("gym:CartPole-v1", cfg, seed=0)
+    a = Agent(cfg, env.obs_space, env.act_space)
+    batch = {k: v[None].repeat(2, 0) for k, v in _episode(env, 12).items()}
+    metrics = [a.update(batch) for _ in range(3)][-1]
+    assert all(p.dtype == torch.float32 for p in a.parameters())
+    assert all(np.isfinite(metrics[k]) for k in ("world_model/loss", "actor/loss", "critic/loss"))
+    with a.autocast():
+        assert a.wm.reward(torch.zeros(3, a.wm.rssm.feat_dim)).mode().dtype == torch.float32  # heads in fp32
+    if precision == "16":
+        assert metrics["precision/world_model_loss_scale"] > 0 and "precision/actor_skipped" in metrics
+        a.model_opt.skipped = 7
+    save_checkpoint(tmp_path / "checkpoint.pt", a, 5, Replay(tmp_path / "episodes", 1000, cfg.replay.length))
+    b = Agent(cfg, env.obs_space, env.act_space)
+    load_checkpoint(tmp_path / "checkpoint.pt", b)
+    assert b.model_opt.scaler.state_dict() == a.model_opt.scaler.state_dict()
+    assert b.model_opt.skipped == a.model_opt.skipped
