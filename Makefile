@@ -11,7 +11,7 @@ TASK ?= gym:CartPole-v1
 PRESET ?= small
 LOGDIR ?= runs/cartpole
 
-.PHONY: setup train test clean
+.PHONY: setup browser train test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,18 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# Debian's chromium renders the report page in a test; installed where this user can use apt-get,
+# otherwise that one test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }; } || \
+	  echo "note: chromium not installed; the report rendering test will be skipped"
+
 train: setup
 	$(VENV)/bin/dreamer2 train --preset $(PRESET) --task $(TASK) --logdir $(LOGDIR)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 clean:

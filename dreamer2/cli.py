@@ -6,6 +6,7 @@ import json
 import sys
 
 from .config import ConfigError, parse_overrides
+from .report import ReportError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--task", default=None, help="evaluate on another task string than the run's")
     ev.add_argument("--video", default=None, help="write the first episode to this .mp4 or .gif")
+    report = sub.add_parser("report", help="one self-contained HTML page from one or more logdirs")
+    report.add_argument("logdirs", nargs="+")
+    report.add_argument("--out", default="report.html", help="the .html file to write")
     return parser
 
 
@@ -53,8 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             agent = dreamer2.load(args.logdir)
             stats = dreamer2.evaluate(agent, args.task, episodes=args.episodes, video=args.video)
             print(json.dumps(stats))
+        elif args.command == "report":
+            if rest:
+                raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
+            from .report import write_report
+            print(write_report(args.logdirs, args.out))
     except (dreamer2.ConfigError, dreamer2.EnvError, dreamer2.ReplayError, dreamer2.CheckpointError,
-            FileNotFoundError) as err:
+            FileNotFoundError, ReportError) as err:
         print(f"dreamer2: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
