@@ -73,6 +73,24 @@ def evaluate(agent: Agent, env: Any = None, episodes: int = 10, seed: int | None
         adapter.close()
 
 
+def dream(agent: Agent, video: str | Path, sequences: int = 4, context: int = 5, horizon: int = 45,
+          seed: int = 0) -> Path:
+    """Write a video of the world model dreaming: ``sequences`` replayed starts from the run's
+    episodes, ``context`` observed frames, then ``horizon`` imagined steps with the actor acting,
+    beside the replayed continuation (see ``Agent.dream_video``). Returns the video path."""
+    from .logger import write_video
+    from .replay import Replay
+
+    logdir = getattr(agent, "logdir", None)
+    if logdir is None:
+        raise ConfigError("dream needs an agent with a logdir (from dreamer2.load or dreamer2.train)")
+    replay = Replay(Path(logdir) / "episodes", agent.cfg.replay.capacity, context + horizon,
+                    prioritize_ends=False, seed=seed)
+    if not len(replay):
+        raise ReplayError(f"{logdir} has no finished episodes to start a dream from")
+    return write_video(video, agent.dream_video(replay.sample(sequences), context))
+
+
 def load(logdir: str | Path, device: str | None = None, env: Any = None) -> Agent:
     """The agent of a run from its logdir (config.yaml + checkpoint.pt).
 
@@ -97,4 +115,4 @@ def load(logdir: str | Path, device: str | None = None, env: Any = None) -> Agen
 
 
 __all__ = ["Agent", "Config", "ConfigError", "EnvError", "ReplayError", "CheckpointError", "make_config",
-           "make_env", "train", "evaluate", "load", "__version__"]
+           "make_env", "train", "evaluate", "dream", "load", "__version__"]

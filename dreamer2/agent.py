@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .behavior import ActorCritic
+from .config import ConfigError
 from .diagnostics import grad_norms
 from .nets import init_like_reference
 from .world_model import NON_OBS_KEYS, State, WorldModel
@@ -68,6 +69,8 @@ class Optimizer:
         return {"opt": self.opt.state_dict(), "scaler": self.scaler.state_dict(), "skipped": self.skipped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "opt" not in state:  # checkpoints written before the gradient scaler held Adam's state alone
+            state = {"opt": state, "scaler": self.scaler.state_dict(), "skipped": 0}
         self.opt.load_state_dict(state["opt"])
         self.scaler.load_state_dict(state["scaler"])
         self.skipped = state["skipped"]
@@ -142,6 +145,40 @@ class Agent(nn.Module):
     def openl_video(self, batch: dict[str, np.ndarray], context: int = 5) -> np.ndarray:
         """Open-loop prediction video of replayed sequences (see ``WorldModel.openl``)."""
         return self.wm.openl(self.wm.preprocess(batch, self.device), context)
+
+    @torch.no_grad()
+    def dream_video(self, batch: dict[str, np.ndarray], context: int = 5) -> np.ndarray:
+        """Imagination made visible: observe ``context`` replayed frames, then let the world model
+        dream the rest with the actor choosing (sampling) every action, no env involved.
+
+        Returns uint8 [T, 2H, B*W, C]: the replayed episode on top (black once the replayed
+        sequence crosses into another episode, where no real continuation exists) and the dream
+        below, one column per sequence.
+        """
+        wm = self.wm
+        if not wm.dec_cnn:
+            raise ConfigError("dreams are decoded to video, which needs image observations and an image decoder")
+        key = wm.dec_cnn[0]
+        data = wm.preprocess(batch, self.device)
+        with self.autocast():
+            post, _ = wm.rssm.observe(wm.encode(data)[:, :context], data["action"][:, :context],
+                                      data["is_first"][:, :context])
+            frames = [wm.decode(wm.rssm.feat(post))[key].mode()]  # [B, context, C, H, W]
+            state = {k: v[:, -1] for k, v in post.items()}
+            feats = []
+            for _ in range(context, data["action"].shape[1]):
+                state = wm.rssm.img_step(state, self.ac.actor(wm.rssm.feat(state)).sample())
+                feats.append(wm.rssm.feat(state))
+            frames.append(wm.decode(torch.stack(feats, 1))[key].mode())
+        dream = torch.cat(frames, 1).float() + 0.5
+        new_episode = data["is_first"].clone()
+        new_episode[:, 0] = False
+        same = (torch.cumsum(new_episode.float(), 1) == 0).float()[..., None, None, None]  # [B, T, 1, 1, 1]
+        real = (data[key] + 0.5) * same
+        video = torch.cat([real, dream], -2).clamp(0, 1)  # [B, T, C, 2H, W]
+        b, t, c, h, w = video.shape
+        video = video.permute(1, 3, 0, 4, 2).reshape(t, h, b * w, c)
+        return (video * 255).round().to(torch.uint8).cpu().numpy()
 
     # -- acting -------------------------------------------------------------------------------
     def initial_state(self, batch: int) -> PolicyState:

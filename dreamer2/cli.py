@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--task", default=None, help="evaluate on another task string than the run's")
     ev.add_argument("--video", default=None, help="write the first episode to this .mp4 or .gif")
+    dream = sub.add_parser("dream", help="video of the world model imagining forward with the actor acting")
+    dream.add_argument("--logdir", required=True)
+    dream.add_argument("--video", default="dream.mp4", help="the .mp4 or .gif to write")
+    dream.add_argument("--sequences", type=int, default=4)
+    dream.add_argument("--context", type=int, default=5, help="observed frames before the dream starts")
+    dream.add_argument("--horizon", type=int, default=45, help="imagined steps")
     report = sub.add_parser("report", help="one self-contained HTML page from one or more logdirs")
     report.add_argument("logdirs", nargs="+")
     report.add_argument("--out", default="report.html", help="the .html file to write")
@@ -57,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
             agent = dreamer2.load(args.logdir)
             stats = dreamer2.evaluate(agent, args.task, episodes=args.episodes, video=args.video)
             print(json.dumps(stats))
+        elif args.command == "dream":
+            if rest:
+                raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
+            if not args.video.lower().endswith((".mp4", ".gif")):
+                raise ConfigError(f"--video must end in .mp4 or .gif, got {args.video}")
+            print(dreamer2.dream(dreamer2.load(args.logdir), args.video, args.sequences, args.context, args.horizon))
         elif args.command == "report":
             if rest:
                 raise ConfigError(f"unexpected arguments: {' '.join(rest)}")

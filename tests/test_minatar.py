@@ -1,3 +1,4 @@
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 
@@ -53,9 +54,32 @@ def test_other_channel_counts_get_one_colour_each():
     assert np.array_equal(channels_to_rgb(grey), np.full((1, 2, 2, 3), 7, np.uint8))
 
 
-def test_smoke_training_writes_videos(tmp_path):
+def test_smoke_training_writes_videos_and_dreams(tmp_path):
     agent = dreamer2.train("minatar:breakout", preset=["minatar", "debug"], steps=250,
                            logdir=tmp_path / "run", progress=False)
     assert agent.obs_space["image"][0] == (64, 64, 4)
     videos = sorted(p.name.split("-")[0] for p in (tmp_path / "run" / "videos").glob("*.mp4"))
     assert {"eval_policy", "openl", "train_policy"} <= set(videos)
+    # The dream: replayed frames on top, imagined ones below; 5 observed + 10 dreamed steps, 3 sequences.
+    path = dreamer2.dream(dreamer2.load(tmp_path / "run"), tmp_path / "dream.gif", sequences=3, context=5,
+                          horizon=10)
+    frames = np.stack(imageio.mimread(path))
+    assert frames.shape[:3] == (15, 2 * 64, 3 * 64)
+    batch = agent_replay_batch(tmp_path / "run", 15)
+    raw = agent.dream_video(batch, context=5)
+    assert raw.shape == (15, 128, 64 * len(batch["reward"]), 4) and raw.dtype == np.uint8
+    real = np.concatenate(list(batch["image"]), 2)  # [T, H, B*W, C]
+    mask = np.repeat(_same_episode(batch), 64, 1)[:, None, :, None]  # black past the replayed episode's end
+    np.testing.assert_array_equal(raw[:, :64], real * mask)
+
+
+def agent_replay_batch(logdir, length):
+    from dreamer2.replay import Replay
+    return Replay(logdir / "episodes", 10_000, length, prioritize_ends=False, seed=1).sample(2)
+
+
+def _same_episode(batch):
+    """[T, 1] mask per sequence column, 1 until the replayed sequence enters another episode."""
+    first = batch["is_first"].copy()
+    first[:, 0] = False
+    return (np.cumsum(first, 1) == 0).T.astype(np.uint8)
