@@ -1,0 +1,110 @@
+"""Update speed: one full training update (world model, imagination, actor, critic, optimizer
+steps) on synthetic batches, and the latency of one policy step for one env.
+
+Every precision asked for is timed in the same process, interleaved round by round so that the
+machine's noise hits them alike; medians over --updates timed updates after --warmup. Prints one
+JSON line per precision with the median seconds per update, its split into phases (time/*), the
+policy-step latency, and the ratio to the first precision listed.
+
+    python benchmarks/update_speed.py --preset atari --precision 32 bf16 16
+    python benchmarks/update_speed.py --preset small --obs vector --updates 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from dreamer2.agent import Agent
+from dreamer2.config import make_config
+
+
+def synthetic_batch(obs_space: dict, actions: int, batch: int, length: int, rng: np.random.Generator) -> dict:
+    data = {}
+    for key, (shape, dtype) in obs_space.items():
+        if np.dtype(dtype) == np.uint8:
+            data[key] = rng.integers(0, 256, (batch, length, *shape), dtype=np.uint8)
+        else:
+            data[key] = rng.standard_normal((batch, length, *shape)).astype(np.float32)
+    data["action"] = np.eye(actions, dtype=np.float32)[rng.integers(actions, size=(batch, length))]
+    data["reward"] = rng.standard_normal((batch, length)).astype(np.float32)
+    data["is_first"] = np.zeros((batch, length), bool)
+    data["is_first"][:, 0] = True
+    data["is_last"] = np.zeros((batch, length), bool)
+    data["is_terminal"] = rng.random((batch, length)) < 0.01
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", default="atari")
+    parser.add_argument("--precision", nargs="+", default=["32"])
+    parser.add_argument("--obs", choices=["image", "vector"], default="image",
+                        help="image: 64x64 with the preset's channels (1 for atari); vector: 8 floats")
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--actions", type=int, default=4)
+    parser.add_argument("--updates", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from dreamer2.config import parse_overrides
+    overrides = parse_overrides([f"--{kv}" for kv in args.set])
+    obs_space = ({"image": ((64, 64, args.channels), np.uint8)} if args.obs == "image"
+                 else {"vector": ((8,), np.float32)})
+    rng = np.random.default_rng(0)
+    agents = {}
+    for precision in args.precision:
+        torch.manual_seed(0)
+        cfg = make_config(args.preset, {**overrides, "precision": precision})
+        agents[precision] = Agent(cfg, obs_space, spaces.Discrete(args.actions), args.device)
+    cfg = next(iter(agents.values())).cfg
+    batch = synthetic_batch(obs_space, args.actions, cfg.replay.batch, cfg.replay.length, rng)
+    obs = {k: v[:1, 0] for k, v in batch.items() if k in obs_space}
+    obs["is_first"] = np.array([False])
+
+    times = {p: [] for p in agents}
+    phases = {p: [] for p in agents}
+    for round_ in range(args.warmup + args.updates):
+        for precision, agent in agents.items():
+            if agent.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            metrics = agent.update(batch)
+            if agent.device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_ >= args.warmup:
+                times[precision].append(time.perf_counter() - start)
+                phases[precision].append({k: v for k, v in metrics.items() if k.startswith("time/")})
+
+    latency = {}
+    for precision, agent in agents.items():
+        state, samples = None, []
+        for i in range(50 + 200):
+            start = time.perf_counter()
+            _, state = agent.policy(obs, state, "train")
+            if i >= 50:
+                samples.append(time.perf_counter() - start)
+        latency[precision] = statistics.median(samples)
+
+    base = statistics.median(times[args.precision[0]])
+    for precision in agents:
+        median = statistics.median(times[precision])
+        split = {k: round(statistics.median(p[k] for p in phases[precision]), 4) for k in phases[precision][0]}
+        print(json.dumps({"preset": args.preset, "precision": precision, "device": args.device, "obs": args.obs,
+                          "batch": [cfg.replay.batch, cfg.replay.length], "threads": torch.get_num_threads(),
+                          "update_s_median": round(median, 4), "updates": len(times[precision]),
+                          "ratio_to_first": round(median / base, 3), "phases_s": split,
+                          "policy_step_ms_median": round(1000 * latency[precision], 3)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
