@@ -162,6 +162,7 @@ class TrainConfig:
 class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    envs: int = 1  # training envs; above 1 each runs in its own worker process
     precision: str = "32"  # 32 | bf16 | 16: autocast of the networks (fp32 master weights); 16 adds a gradient scaler
     env: EnvConfig = field(default_factory=EnvConfig)
     rssm: RSSMConfig = field(default_factory=RSSMConfig)
@@ -184,7 +185,7 @@ class Config:
 
 # Keys that may change when a logdir is resumed: they say how long or how often, not what is learned.
 RESUMABLE_KEYS = frozenset({
-    "device", "train.steps", "train.eval_every", "train.eval_episodes", "train.log_every",
+    "device", "envs", "train.steps", "train.eval_every", "train.eval_episodes", "train.log_every",
     "train.checkpoint_every",
 })
 ENUMS = {
@@ -297,6 +298,7 @@ def make_config(preset: str | Iterable[str] = "defaults",
 def validate(cfg: DictConfig) -> None:
     checks = [
         (cfg.rssm.stoch > 0 and cfg.rssm.deter > 0, "rssm.stoch and rssm.deter must be positive"),
+        (cfg.envs >= 1, "envs must be >= 1"),
         (cfg.rssm.discrete >= 0, "rssm.discrete must be >= 0 (0 selects Gaussian latents)"),
         (0.0 <= cfg.kl.balance <= 1.0, "kl.balance must lie in [0, 1]"),
         (cfg.replay.batch > 0 and cfg.replay.length > 1, "replay.batch must be > 0 and replay.length > 1"),

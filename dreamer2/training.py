@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import random
+import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from . import config as config_lib
 from .agent import Agent
 from .driver import Driver
 from .envs import GymAdapter, make_env
+from .envs.parallel import ProcessEnv
 from .logger import Logger
 from .replay import Replay, atomic_write
 from .scores import human_normalized
@@ -155,7 +158,8 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
     replay = Replay(logdir / "episodes", cfg.replay.capacity, cfg.replay.length, cfg.replay.prioritize_ends,
                     seed=cfg.seed)
     task = env if env is not None else cfg.env.task
-    train_env = make_env(task, cfg, seed=cfg.seed + replay.total_episodes)
+    train_envs = make_train_envs(task, cfg, seed=cfg.seed + replay.total_episodes)
+    train_env = train_envs[0]
     if not isinstance(task, gymnasium.Env):
         eval_env = make_env(task, cfg, seed=cfg.seed + cfg.env.seed_offset_eval)
     else:
@@ -202,7 +206,12 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         if agent.wm.dec_cnn:
             logger.video("openl", agent.openl_video(replay.sample(6)), at)
 
-    driver = Driver([train_env], [on_episode], [on_step])
+    def on_crash(index: int, message: str) -> None:
+        """A worker died: it was restarted, its running episode dropped; the run goes on."""
+        logger.scalars({"env/restarts": 1.0})
+        print(f"dreamer2: {message}; restarted it (its unfinished episode is dropped)", file=sys.stderr)
+
+    driver = Driver(train_envs, [on_episode], [on_step], on_crash)
     rng = np.random.default_rng(cfg.seed + replay.total_episodes)
     try:
         if step < tc.prefill or not len(replay):
@@ -242,4 +251,24 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         save_checkpoint(checkpoint, agent, step, replay)
     finally:
         logger.close()
+        for worker in train_envs:
+            if isinstance(worker, ProcessEnv):
+                worker.close()
     return agent
+
+
+def make_train_envs(task: Any, cfg: DictConfig, seed: int) -> list[GymAdapter | ProcessEnv]:
+    """``cfg.envs`` training envs: the adapter itself for one, worker processes for more, each
+    seeded apart (worker i: seed + i * 1,000,000, plus 1,000 per restart) and each handing its
+    own episodes to replay."""
+    if cfg.envs == 1:
+        return [make_env(task, cfg, seed=seed)]
+    if not isinstance(task, str):
+        raise config_lib.ConfigError("envs > 1 needs a task string (e.g. 'atari:Breakout'): each worker process makes "
+                          "its own env, and an env object cannot be shared between processes")
+    return [ProcessEnv(partial(_worker_env, task, cfg, seed + i * 1_000_000), f"env{i}") for i in range(cfg.envs)]
+
+
+def _worker_env(task: str, cfg: DictConfig, seed: int, restarts: int) -> GymAdapter:
+    """A worker's env; a restarted worker is seeded apart from its predecessors."""
+    return make_env(task, cfg, seed=seed + restarts * 1_000)

@@ -28,6 +28,13 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
+def random_action(act_space: spaces.Space, rng: np.random.Generator) -> np.ndarray:
+    """A uniform random action in the agent's format: one-hot, or a vector in [-1, 1]."""
+    if isinstance(act_space, spaces.Discrete):
+        return np.eye(act_space.n, dtype=np.float32)[rng.integers(act_space.n)]
+    return rng.uniform(-1.0, 1.0, act_space.shape).astype(np.float32)
+
+
 class GymAdapter:
     """Wraps a ``gymnasium.Env``; exposes ``obs_space`` ({key: (shape, dtype)}) and ``act_space``."""
 
@@ -117,9 +124,7 @@ class GymAdapter:
         return action.astype(self.env.action_space.dtype)
 
     def random_action(self, rng: np.random.Generator) -> np.ndarray:
-        if isinstance(self.act_space, spaces.Discrete):
-            return np.eye(self.act_space.n, dtype=np.float32)[rng.integers(self.act_space.n)]
-        return rng.uniform(-1.0, 1.0, self.act_space.shape).astype(np.float32)
+        return random_action(self.act_space, rng)
 
     def render(self) -> np.ndarray | None:
         """The env's own rgb frame, or None when it was made without render_mode='rgb_array'."""
