@@ -32,6 +32,12 @@ class AtariConfig:
 
 
 @dataclass
+class DMCConfig:
+    camera: int = -1  # -1: the reference's choice (2 for quadruped, else 0)
+    fast_render: bool = False  # no multisampling and 256 px shadow maps: faster, slightly different images
+
+
+@dataclass
 class EnvConfig:
     task: str = "gym:CartPole-v1"
     pixels: bool = False  # render rgb_array frames of a state-based env as the observation
@@ -40,6 +46,7 @@ class EnvConfig:
     time_limit: int = 0  # agent steps; 0 keeps the env's own limit
     seed_offset_eval: int = 10_000  # eval env seed = seed + this, so eval never replays train seeds
     atari: AtariConfig = field(default_factory=AtariConfig)
+    dmc: DMCConfig = field(default_factory=DMCConfig)
 
 
 @dataclass

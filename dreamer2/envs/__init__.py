@@ -16,7 +16,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 from .gym import EnvError, GymAdapter
 
-SUITES = ("gym", "atari", "minatar")
+SUITES = ("gym", "atari", "minatar", "dmc")
 
 
 def make_env(task: Any, cfg, seed: int) -> GymAdapter:
@@ -30,6 +30,9 @@ def make_env(task: Any, cfg, seed: int) -> GymAdapter:
         if suite == "atari":
             from .atari import make_atari
             return make_atari(name, cfg, seed)
+        if suite == "dmc":
+            from .dmc import make_dmc
+            return make_dmc(name, cfg, seed)
         if suite == "minatar":
             from .minatar import make_minatar
             return make_minatar(name, cfg, seed)
