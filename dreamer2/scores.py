@@ -72,3 +72,39 @@ def reference_curve(task: str, frames: float | None = None) -> dict[str, object]
     at = np.array([np.interp(frames, run["xs"], run["ys"]) for run in runs])
     return {"mean": float(at.mean()), "std": float(at.std()), "min": float(at.min()), "max": float(at.max()),
             "seeds": len(runs), "frames": float(frames)}
+
+
+def crafter_score(success_rates: dict[str, float] | list[float]) -> float:
+    """The Crafter score: ``exp(mean(ln(1 + s_i))) - 1`` over the success rates s_i in percent
+    of all achievements (Hafner, 2021); 0 when nothing is ever achieved, 100 when all always are."""
+    rates = np.array(list(success_rates.values()) if isinstance(success_rates, dict) else success_rates, float)
+    return float(np.exp(np.log1p(rates).mean()) - 1)
+
+
+class Achievements:
+    """Success rates of achievements over a run's training episodes (an episode succeeds at an
+    achievement when its ``log_achievement_NAME`` count is above 0 at the end). Checkpointed, so
+    the rates of a resumed run cover all its episodes."""
+
+    PREFIX = "log_achievement_"
+
+    def __init__(self):
+        self.episodes = 0
+        self.unlocked: dict[str, int] = {}
+
+    def add(self, episode: dict[str, np.ndarray]) -> dict[str, float]:
+        """Count one finished episode; returns the metrics to log (empty for suites without achievements)."""
+        names = [k[len(self.PREFIX):] for k in episode if k.startswith(self.PREFIX)]
+        if not names:
+            return {}
+        self.episodes += 1
+        for name in names:
+            self.unlocked[name] = self.unlocked.get(name, 0) + int(np.max(episode[self.PREFIX + name][-1]) > 0)
+        rates = {name: 100.0 * count / self.episodes for name, count in self.unlocked.items()}
+        return {**{f"achievements/{k}": v for k, v in rates.items()}, "achievements/score": crafter_score(rates)}
+
+    def state_dict(self) -> dict:
+        return {"episodes": self.episodes, "unlocked": dict(self.unlocked)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.episodes, self.unlocked = state["episodes"], dict(state["unlocked"])

@@ -27,7 +27,7 @@ from .envs import GymAdapter, make_env
 from .envs.parallel import ProcessEnv
 from .logger import Logger
 from .replay import Replay, atomic_write
-from .scores import human_normalized
+from .scores import Achievements, human_normalized
 
 
 class CheckpointError(RuntimeError):
@@ -71,8 +71,10 @@ def prepare_logdir(logdir: Path, preset: str | list[str] | None, overrides: dict
     return cfg
 
 
-def save_checkpoint(path: Path, agent: Agent, step: int, replay: Replay) -> None:
+def save_checkpoint(path: Path, agent: Agent, step: int, replay: Replay,
+                    achievements: Achievements | None = None) -> None:
     state = {
+        "achievements": achievements.state_dict() if achievements is not None else None,
         "agent": agent.state_dict(),
         "model_opt": agent.model_opt.state_dict(),
         "actor_opt": agent.actor_opt.state_dict(),
@@ -86,7 +88,8 @@ def save_checkpoint(path: Path, agent: Agent, step: int, replay: Replay) -> None
     atomic_write(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, agent: Agent, replay: Replay | None = None, restore_rng: bool = True) -> int:
+def load_checkpoint(path: Path, agent: Agent, replay: Replay | None = None, restore_rng: bool = True,
+                    achievements: Achievements | None = None) -> int:
     """Restore weights, optimizer moments, slow critic, counters and RNGs; returns the step."""
     try:
         state = torch.load(path, map_location=agent.device, weights_only=False)
@@ -99,6 +102,8 @@ def load_checkpoint(path: Path, agent: Agent, replay: Replay | None = None, rest
                               "it is corrupt or from another config") from None
     if replay is not None:
         replay.load_state_dict(state["replay"])
+    if achievements is not None and state.get("achievements"):
+        achievements.load_state_dict(state["achievements"])
     if restore_rng:
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
@@ -167,8 +172,9 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
     agent = Agent(cfg, train_env.obs_space, train_env.act_space, device)
     checkpoint = logdir / "checkpoint.pt"
     resumed = checkpoint.exists()
+    achievements = Achievements()
     if resumed:
-        load_checkpoint(checkpoint, agent, replay)
+        load_checkpoint(checkpoint, agent, replay, achievements=achievements)
     step = replay.total_steps
     tc = cfg.train
     logger = Logger(logdir, tc.steps, step, cfg.env.action_repeat, progress)
@@ -180,6 +186,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         last_episode["train"] = episode
         stats = episode_stats(episode)
         logger.scalars(stats, "episode/")
+        logger.scalars(achievements.add(episode))
         logger.progress(step, **{"return": stats["return"]})
 
     def on_step(count: int) -> None:
@@ -245,10 +252,10 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
                 logger.write(step)
             if step >= next_ckpt:
                 next_ckpt += tc.checkpoint_every
-                save_checkpoint(checkpoint, agent, step, replay)
+                save_checkpoint(checkpoint, agent, step, replay, achievements)
         run_eval(step)
         logger.write(step)
-        save_checkpoint(checkpoint, agent, step, replay)
+        save_checkpoint(checkpoint, agent, step, replay, achievements)
     finally:
         logger.close()
         for worker in train_envs:

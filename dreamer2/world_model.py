@@ -19,6 +19,7 @@ from .nets import ConvDecoder, ConvEncoder, LayerNormGRUCell, MLPHead, mlp
 
 State = dict[str, torch.Tensor]
 NON_OBS_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action", "discount")
+LOG_PREFIX = "log_"  # observation keys an adapter provides for logging (e.g. Crafter's achievements)
 
 
 def detach(state: State) -> State:
@@ -153,8 +154,9 @@ class WorldModel(nn.Module):
     def __init__(self, obs_space: dict[str, tuple[tuple[int, ...], np.dtype]], action_dim: int, cfg):
         super().__init__()
         self.cfg = cfg
-        image_keys = [k for k, (shape, dtype) in obs_space.items() if len(shape) == 3]
-        vector_keys = [k for k, (shape, dtype) in obs_space.items() if len(shape) == 1]
+        seen = {k: v for k, v in obs_space.items() if not k.startswith(LOG_PREFIX)}  # log_* keys: logging only
+        image_keys = [k for k, (shape, dtype) in seen.items() if len(shape) == 3]
+        vector_keys = [k for k, (shape, dtype) in seen.items() if len(shape) == 1]
         self.enc_cnn = [k for k in image_keys if re.fullmatch(cfg.encoder.cnn_keys, k)]
         self.enc_mlp = [k for k in vector_keys if re.fullmatch(cfg.encoder.mlp_keys, k)]
         self.dec_cnn = [k for k in image_keys if re.fullmatch(cfg.decoder.cnn_keys, k)]

@@ -16,7 +16,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 from .gym import EnvError, GymAdapter
 
-SUITES = ("gym", "atari", "minatar", "dmc")
+SUITES = ("gym", "atari", "minatar", "dmc", "crafter")
 
 
 def make_env(task: Any, cfg, seed: int) -> GymAdapter:
@@ -33,6 +33,9 @@ def make_env(task: Any, cfg, seed: int) -> GymAdapter:
         if suite == "dmc":
             from .dmc import make_dmc
             return make_dmc(name, cfg, seed)
+        if suite == "crafter":
+            from .crafter import make_crafter
+            return make_crafter(name, cfg, seed)
         if suite == "minatar":
             from .minatar import make_minatar
             return make_minatar(name, cfg, seed)
