@@ -38,6 +38,11 @@ class DMCConfig:
 
 
 @dataclass
+class MiniGridConfig:
+    view: str = "rgb"  # rgb: the partial view as pixels | symbolic: the 7x7x3 codes as a vector
+
+
+@dataclass
 class EnvConfig:
     task: str = "gym:CartPole-v1"
     pixels: bool = False  # render rgb_array frames of a state-based env as the observation
@@ -47,6 +52,7 @@ class EnvConfig:
     seed_offset_eval: int = 10_000  # eval env seed = seed + this, so eval never replays train seeds
     atari: AtariConfig = field(default_factory=AtariConfig)
     dmc: DMCConfig = field(default_factory=DMCConfig)
+    minigrid: MiniGridConfig = field(default_factory=MiniGridConfig)
 
 
 @dataclass
@@ -197,6 +203,7 @@ RESUMABLE_KEYS = frozenset({
 })
 ENUMS = {
     "precision": ("32", "bf16", "16"),
+    "env.minigrid.view": ("rgb", "symbolic"),
     "model.clip_rewards": ("identity", "tanh"),
     "actor.dist": ("auto", "onehot", "trunc_normal"),
     "actor.grad": ("auto", "reinforce", "dynamics", "both"),

@@ -16,7 +16,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 from .gym import EnvError, GymAdapter
 
-SUITES = ("gym", "atari", "minatar", "dmc", "crafter")
+SUITES = ("gym", "atari", "minatar", "dmc", "crafter", "minigrid")
 
 
 def make_env(task: Any, cfg, seed: int) -> GymAdapter:
@@ -36,6 +36,9 @@ def make_env(task: Any, cfg, seed: int) -> GymAdapter:
         if suite == "crafter":
             from .crafter import make_crafter
             return make_crafter(name, cfg, seed)
+        if suite == "minigrid":
+            from .minigrid import make_minigrid
+            return make_minigrid(name, cfg, seed)
         if suite == "minatar":
             from .minatar import make_minatar
             return make_minatar(name, cfg, seed)
