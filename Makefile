@@ -11,7 +11,7 @@ TASK ?= gym:CartPole-v1
 PRESET ?= small
 LOGDIR ?= runs/cartpole
 
-.PHONY: setup browser train test clean
+.PHONY: setup system system-gl train test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,18 +21,30 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Debian's chromium renders the report page in a test; installed where this user can use apt-get,
-# otherwise that one test is skipped.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
-	  { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
-	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }; } || \
-	  echo "note: chromium not installed; the report rendering test will be skipped"
+# Debian packages, installed where this user can use apt-get (else a note, and what needs them
+# skips or falls back): libosmesa6 is MuJoCo's software renderer for machines without EGL
+# (training DMC); chromium renders the report page in a test.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	    echo "note: could not install $$missing"; \
+	  else echo "note: $$missing not installed (needs root and apt-get); see the README"; fi; \
+	fi
+endef
 
-train: setup
+system-gl:
+	$(call apt_install,libosmesa6)
+
+system: system-gl
+	$(call apt_install,chromium)
+
+train: setup system-gl
 	$(VENV)/bin/dreamer2 train --preset $(PRESET) --task $(TASK) --logdir $(LOGDIR)
 
-test: setup browser
+test: setup system
 	$(PY) -m pytest -q
 
 clean:
