@@ -1,10 +1,12 @@
-"""Env-side speed: the driver with a random policy on one env, against the bare simulator.
+"""Env-side speed: the driver with a random policy, against the bare simulator and across env counts.
 
 Prints one JSON line: frames/s through dreamer2 (adapter + preprocessing + driver + episode
-assembly and replay writes) and of the bare ale-py env stepped with frameskip 1, and their ratio.
-Medians of --repeats runs, side by side in one process.
+assembly and replay writes) with one in-process env, with each ``--envs`` count of worker
+processes (and its ratio to one env), and, for Atari, of the bare ale-py env stepped with
+frameskip 1. Medians of --repeats runs, interleaved in one process.
 
     python benchmarks/env_speed.py --task atari:Breakout --steps 5000
+    python benchmarks/env_speed.py --task dmc:walker_walk --preset dmc_vision --steps 1000 --envs 2
 """
 from __future__ import annotations
 
@@ -19,18 +21,23 @@ import dreamer2
 from dreamer2.config import make_config
 from dreamer2.driver import Driver
 from dreamer2.replay import Replay
-from dreamer2.training import random_policy
+from dreamer2.training import make_train_envs, random_policy
 
 
-def driver_fps(task: str, preset: str, steps: int) -> float:
-    cfg = make_config(preset, {"env.task": task})
-    env = dreamer2.make_env(task, cfg, seed=0)
+def driver_fps(task: str, preset: str, steps: int, envs: int = 1) -> float:
+    """Frames/s of the driver; ``envs`` > 1 uses worker processes (their start-up not timed)."""
+    cfg = make_config(preset, {"env.task": task, "envs": envs})
+    workers = make_train_envs(task, cfg, seed=0)
     replay = Replay(tempfile.mkdtemp(), cfg.replay.capacity, cfg.replay.length)
-    driver = Driver([env], [replay.add])
-    policy = random_policy(env, np.random.default_rng(0))
+    driver = Driver(workers, [replay.add])
+    policy = random_policy(workers[0], np.random.default_rng(0))
+    driver(policy, steps=10 * envs)  # warm-up: first resets, imports
     start = time.perf_counter()
-    driver(policy, steps=steps)
-    return steps * cfg.env.action_repeat / (time.perf_counter() - start)
+    taken, _ = driver(policy, steps=steps)
+    fps = taken * cfg.env.action_repeat / (time.perf_counter() - start)
+    for worker in workers:
+        worker.close()
+    return fps
 
 
 def bare_ale_fps(game: str, frames: int) -> float:
@@ -56,13 +63,20 @@ def main() -> None:
     parser.add_argument("--preset", default="atari")
     parser.add_argument("--steps", type=int, default=5000, help="agent steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--envs", type=int, nargs="*", default=[], help="worker counts to compare with one env")
     args = parser.parse_args()
-    ours, bare = [], []
+    ours, bare, workers = [], [], {n: [] for n in args.envs}
     for _ in range(args.repeats):
         ours.append(driver_fps(args.task, args.preset, args.steps))
+        for n in args.envs:
+            workers[n].append(driver_fps(args.task, args.preset, args.steps, n))
         if args.task.startswith("atari:"):
             bare.append(bare_ale_fps(args.task.split(":", 1)[1], 4 * args.steps))
-    result = {"task": args.task, "preset": args.preset, "driver_frames_per_s": float(np.median(ours))}
+    result = {"task": args.task, "preset": args.preset, "steps": args.steps, "repeats": args.repeats,
+              "driver_frames_per_s": float(np.median(ours))}
+    for n, runs in workers.items():
+        result[f"envs{n}_frames_per_s"] = float(np.median(runs))
+        result[f"envs{n}_ratio_to_1"] = float(np.median(runs)) / result["driver_frames_per_s"]
     if bare:
         result["bare_ale_frames_per_s"] = float(np.median(bare))
         result["ratio"] = result["driver_frames_per_s"] / result["bare_ale_frames_per_s"]
