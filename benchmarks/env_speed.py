@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-import dreamer2
 from dreamer2.config import make_config
 from dreamer2.driver import Driver
 from dreamer2.replay import Replay

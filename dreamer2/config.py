@@ -251,7 +251,7 @@ def _merge(base: DictConfig, flat: Mapping[str, Any], source: str) -> DictConfig
     for key, value in flat.items():
         try:
             OmegaConf.update(base, key, value, merge=False)
-        except OmegaConfBaseException as err:
+        except OmegaConfBaseException:
             expected = type(OmegaConf.select(base, key)).__name__
             raise ConfigError(
                 f"config key '{key}' in {source}: expected {expected}, got {value!r}") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import random
 import sys
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
