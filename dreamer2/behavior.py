@@ -122,7 +122,10 @@ class ActorCritic(nn.Module):
                                cfg.behavior.discount_lambda)  # [N, H]
 
         # Actor: the policy at state t (t < H-1) chose action t+1, whose return is target[t+1].
-        baseline = (self.slow_critic if cfg.critic.slow_baseline else self.critic)(feat[:, :-2].detach()).mode()
+        if cfg.critic.slow_baseline and cfg.critic.slow_target:  # the same network on the same features: reuse
+            baseline = value[:, :-2].detach()
+        else:
+            baseline = (self.slow_critic if cfg.critic.slow_baseline else self.critic)(feat[:, :-2].detach()).mode()
         advantage = (target[:, 1:] - baseline).detach()  # [N, H-1]
         reinforce = seq["logp"][:, :-1] * advantage
         mix = {"reinforce": 0.0, "dynamics": 1.0}.get(self.grad, cfg.actor.grad_mix)
