@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .diagnostics import code_usage, terminal_precision_recall
@@ -113,14 +114,24 @@ class RSSM(nn.Module):
         stats = self._stats(self.img_out(deter))
         return {"deter": deter, "stoch": self._sample(stats, sample), **stats}
 
+    def embed_part(self, embed: torch.Tensor) -> torch.Tensor:
+        """The embedding's share ``W_e embed + b`` of the posterior's first Dense over
+        ``[deter, embed]``. It does not depend on the recurrence, so ``observe`` computes it for
+        all frames in one GEMM outside the time loop; the sum below is the same Dense."""
+        first = self.obs_out.trunk[0]
+        return F.linear(embed, first.weight[:, self.deter:], first.bias)
+
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
-                 sample: bool = True) -> tuple[State, State]:
+                 sample: bool = True, embed_part: torch.Tensor | None = None) -> tuple[State, State]:
         """Posterior step. ``is_first`` zeroes the previous state and action (episode reset)."""
         keep = 1.0 - is_first.to(action.dtype)  # [N]
         state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items()}
         action = action * keep[:, None]
         prior = self.img_step(state, action, sample)
-        stats = self._stats(self.obs_out(torch.cat([prior["deter"], embed], -1)))
+        if embed_part is None:
+            embed_part = self.embed_part(embed)
+        x = F.linear(prior["deter"], self.obs_out.trunk[0].weight[:, :self.deter]) + embed_part
+        stats = self._stats(self.obs_out.out(self.obs_out.trunk[1:](x)).float())
         post = {"deter": prior["deter"], "stoch": self._sample(stats, sample), **stats}
         return post, prior
 
@@ -130,8 +141,9 @@ class RSSM(nn.Module):
         if state is None:
             state = self.initial(embed.shape[0], embed.device)
         posts, priors = [], []
+        parts = self.embed_part(embed)  # [B, T, hidden]
         for t in range(embed.shape[1]):
-            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[:, t])
             posts.append(state)
             priors.append(prior)
         stack = lambda states: {k: torch.stack([s[k] for s in states], 1) for k in states[0]}

@@ -126,3 +126,25 @@ def test_reward_scale_applies_before_the_transform():
     batch["reward"][:] = -16.0
     data = wm.preprocess(batch, "cpu")
     torch.testing.assert_close(data["reward"], torch.full((2, 10), float(np.tanh(-1.6))))
+
+
+def test_observe_fast_path_equals_the_plain_posterior_dense():
+    """observe computes the embedding's part of the posterior Dense outside the loop; the plain
+    Dense over [deter, embed] at every step must give the same states and gradients."""
+    torch.manual_seed(0)
+    rssm = _rssm()
+    embed = torch.randn(3, 6, 8, requires_grad=True)
+    action, is_first = torch.randn(3, 6, 2), torch.zeros(3, 6)
+    post, _ = rssm.observe(embed, action, is_first)
+    state, plain = rssm.initial(3, "cpu"), []
+    for t in range(6):  # the same filter with the textbook layer: obs_out(cat([deter, embed]))
+        prior = rssm.img_step({k: v for k, v in state.items()}, action[:, t])
+        logits = rssm.obs_out(torch.cat([prior["deter"], embed[:, t]], -1)).reshape(3, 4, 3)
+        torch.manual_seed(t)
+        state = {"deter": prior["deter"], "logits": logits, "stoch": post["stoch"][:, t]}  # same sample
+        plain.append(logits)
+    plain = torch.stack(plain, 1)
+    torch.testing.assert_close(post["logits"], plain, atol=1e-6, rtol=1e-5)
+    g_fast = torch.autograd.grad(post["logits"].square().sum(), embed, retain_graph=True)[0]
+    g_plain = torch.autograd.grad(plain.square().sum(), embed)[0]
+    torch.testing.assert_close(g_fast, g_plain, atol=1e-6, rtol=1e-5)
