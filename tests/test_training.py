@@ -142,6 +142,20 @@ def test_kill_9_then_resume_loses_no_finished_episode(tmp_path):
     assert max(steps) >= steps_on_disk + 60
 
 
+def test_sigterm_stops_a_run_that_has_rendered_frames(tmp_path):
+    """SDL (pygame renders CartPole's frames) must not swallow SIGTERM: `kill` has to stop a run."""
+    logdir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dreamer2.cli", "train", "--logdir", str(logdir), "--preset",
+                             "debug", "--steps", "100000", "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((logdir / "videos").glob("eval_policy-*.mp4")):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended early"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+
+
 @pytest.mark.parametrize("precision", ["bf16", "16"])
 def test_mixed_precision_keeps_fp32_weights_and_outputs_and_saves_the_scaler(tmp_path, precision):
     cfg = make_config("debug", {"precision": precision})

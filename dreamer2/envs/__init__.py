@@ -13,6 +13,9 @@ from typing import Any
 # would otherwise complain about a missing one on headless machines.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+# SDL (pygame, which gymnasium's classic-control envs render with) would otherwise catch SIGTERM
+# and turn it into a quit event nobody reads: `kill` could not stop a training run.
+os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
 
 from .gym import EnvError, GymAdapter
 
