@@ -148,12 +148,16 @@ def test_sigterm_stops_a_run_that_has_rendered_frames(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "dreamer2.cli", "train", "--logdir", str(logdir), "--preset",
                              "debug", "--steps", "100000", "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((logdir / "videos").glob("eval_policy-*.mp4")):
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended early"
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == -signal.SIGTERM
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((logdir / "videos").glob("eval_policy-*.mp4")):
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended early"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        proc.kill()  # never leave a run behind when the test fails
+        proc.wait()
 
 
 @pytest.mark.parametrize("precision", ["bf16", "16"])
