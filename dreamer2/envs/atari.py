@@ -5,13 +5,12 @@ limit (27,000 agent steps in the atari preset) ends an episode with ``is_last``,
 """
 from __future__ import annotations
 
-import difflib
 import re
 
 import gymnasium
 from gymnasium.wrappers import AtariPreprocessing
 
-from .gym import EnvError, GymAdapter
+from .gym import EnvError, GymAdapter, unknown_name
 
 
 def game_id(name: str) -> str:
@@ -30,9 +29,7 @@ def make_atari(name: str, cfg, seed: int) -> GymAdapter:
     env_id = game_id(name)
     if env_id not in gymnasium.registry:
         games = sorted(k[4:-3] for k in gymnasium.registry if k.startswith("ALE/") and k.endswith("-v5"))
-        close = difflib.get_close_matches(env_id[4:-3], games, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise EnvError(f"unknown Atari game '{name}'{hint}")
+        raise unknown_name("Atari game", name, env_id[4:-3], games)
     a = cfg.env.atari
     env = gymnasium.make(env_id, frameskip=1, repeat_action_probability=a.sticky, full_action_space=a.full_actions,
                          render_mode="rgb_array")

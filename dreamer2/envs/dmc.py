@@ -12,7 +12,6 @@ subprocess), else a clear error.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from .gym import EnvError, GymAdapter
+from .gym import EnvError, GymAdapter, unknown_name
 
 CAMERAS = {"quadruped": 2}
 _PROBE = ("import mujoco; ctx = mujoco.GLContext(64, 64); ctx.make_current(); ctx.free()")
@@ -97,9 +96,7 @@ def make_dmc(name: str, cfg, seed: int) -> GymAdapter:
         raise EnvError("dmc tasks need dm_control: pip install 'dreamer2[dmc]'") from None
     tasks = {f"{domain}_{task}": (domain, task) for domain, task in suite.ALL_TASKS}
     if name not in tasks:
-        close = difflib.get_close_matches(name, list(tasks), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise EnvError(f"unknown DMC task '{name}' (DOMAIN_TASK, e.g. walker_walk){hint}")
+        raise unknown_name("DMC task", name, name, list(tasks), fallback=" (DOMAIN_TASK, e.g. walker_walk)")
     d = cfg.env.dmc
     env = DMCEnv(*tasks[name], size=tuple(cfg.env.size), camera=d.camera, fast_render=d.fast_render)
     return GymAdapter(env, pixels=cfg.env.pixels, size=tuple(cfg.env.size), action_repeat=cfg.env.action_repeat,

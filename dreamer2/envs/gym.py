@@ -6,6 +6,7 @@ that end an episode with ``is_last`` but not ``is_terminal``.
 """
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import cv2
@@ -26,6 +27,13 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
         image = image.reshape(size[0], size[1], channels)
     return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def unknown_name(what: str, name: str, query: str, candidates: list[str], fallback: str = "") -> EnvError:
+    """The error for a task name no suite knows, naming up to three close candidates."""
+    close = difflib.get_close_matches(query, candidates, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else fallback
+    return EnvError(f"unknown {what} '{name}'{hint}")
 
 
 def random_action(act_space: spaces.Space, rng: np.random.Generator) -> np.ndarray:

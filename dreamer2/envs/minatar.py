@@ -5,15 +5,13 @@ game's own settings (sticky actions 0.1, difficulty ramping) and its minimal act
 """
 from __future__ import annotations
 
-import difflib
-
 import cv2
 import gymnasium
 import numpy as np
 from gymnasium import spaces
 
 from ..logger import channels_to_rgb
-from .gym import EnvError, GymAdapter
+from .gym import EnvError, GymAdapter, unknown_name
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 
@@ -48,9 +46,7 @@ def make_minatar(name: str, cfg, seed: int) -> GymAdapter:
         raise EnvError("minatar tasks need MinAtar: pip install 'dreamer2[minatar]'") from None
     game = name.lower()
     if game not in GAMES:
-        close = difflib.get_close_matches(game, GAMES, n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; the games are {', '.join(GAMES)}"
-        raise EnvError(f"unknown MinAtar game '{name}'{hint}")
+        raise unknown_name("MinAtar game", name, game, list(GAMES), fallback=f"; the games are {', '.join(GAMES)}")
     env = MinAtarImage(BaseEnv(game, use_minimal_action_set=True), tuple(cfg.env.size))
     return GymAdapter(env, size=tuple(cfg.env.size), action_repeat=cfg.env.action_repeat,
                       time_limit=cfg.env.time_limit, seed=seed)

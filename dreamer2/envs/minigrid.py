@@ -8,13 +8,11 @@ for ``minigrid:MiniGrid-Empty-5x5-v0``.
 """
 from __future__ import annotations
 
-import difflib
-
 import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from .gym import EnvError, GymAdapter
+from .gym import EnvError, GymAdapter, unknown_name
 
 
 class SymbolicView(gymnasium.ObservationWrapper):
@@ -48,9 +46,7 @@ def make_minigrid(name: str, cfg, seed: int) -> GymAdapter:
     full = env_id(name)
     if full not in gymnasium.registry:
         ids = [k for k in gymnasium.registry if k.startswith(("MiniGrid-", "BabyAI-"))]
-        close = difflib.get_close_matches(full, ids, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise EnvError(f"unknown MiniGrid env '{name}'{hint}")
+        raise unknown_name("MiniGrid env", name, full, ids)
     view = cfg.env.minigrid.view
     env = gymnasium.make(full, render_mode="rgb_array")
     if view == "rgb":
