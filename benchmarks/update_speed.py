@@ -8,13 +8,24 @@ policy-step latency, and the ratio to the first precision listed.
 
     python benchmarks/update_speed.py --preset atari --precision 32 bf16 16
     python benchmarks/update_speed.py --preset small --obs vector --updates 20
+    python benchmarks/update_speed.py --preset atari --compare sheeprl
+
+``--compare sheeprl`` creates a virtual environment for sheeprl (PyPI, version SHEEPRL below, with
+this process's torch version) on first use, starts ``sheeprl_update.py`` in it with the same torch
+threads, and times one sheeprl update after each round of ours, at the first precision listed;
+its line adds ``sheeprl_update_s_median`` and ``ratio_to_sheeprl``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+import venv
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +33,50 @@ from gymnasium import spaces
 
 from dreamer2.agent import Agent
 from dreamer2.config import make_config
+
+SHEEPRL = "0.8.4"
+
+
+def sheeprl_python(root: Path) -> Path:
+    """The python of a venv with sheeprl and this process's torch, made on first use."""
+    python = root / "bin" / "python"
+    marker = root / f"sheeprl-{SHEEPRL}-torch-{torch.__version__}"
+    if not marker.exists():
+        print(f"creating {root} (sheeprl {SHEEPRL}, torch {torch.__version__}); minutes on first use", file=sys.stderr)
+        venv.create(root, with_pip=True, clear=True)
+        torch_pin = f"torch=={torch.__version__.split('+')[0]}"  # first alone, so that pip takes this build
+        for packages in ([torch_pin], [f"sheeprl=={SHEEPRL}", torch_pin]):
+            subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+        marker.touch()
+    return python
+
+
+class SheeprlWorker:
+    """sheeprl's update in its own venv and process, driven one batch of updates at a time."""
+
+    def __init__(self, python: Path, threads: int, precision: str, cfg):
+        script = Path(__file__).with_name("sheeprl_update.py")
+        self.process = subprocess.Popen(
+            [str(python), str(script), "--threads", str(threads), "--precision", precision,
+             "--batch", str(cfg.replay.batch), "--length", str(cfg.replay.length),
+             "--horizon", str(cfg.behavior.horizon)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+        self._read()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"sheeprl worker exited with {self.process.wait()} (its stderr is above)")
+        return json.loads(line)
+
+    def update(self, n: int = 1) -> list[float]:
+        self.process.stdin.write(f"{n}\n")
+        self.process.stdin.flush()
+        return self._read()["times"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def synthetic_batch(obs_space: dict, actions: int, batch: int, length: int, rng: np.random.Generator) -> dict:
@@ -53,7 +108,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value")
+    parser.add_argument("--compare", choices=["sheeprl"], default=None)
+    parser.add_argument("--sheeprl-venv", default=str(Path.home() / ".cache" / "dreamer2" / f"sheeprl-{SHEEPRL}"))
     args = parser.parse_args()
+    if args.compare and (args.device != "cpu" or args.obs != "image" or args.channels != 1):
+        parser.error("--compare sheeprl times the atari-sized image update on the CPU only")
     if args.threads:
         torch.set_num_threads(args.threads)
     from dreamer2.config import parse_overrides
@@ -70,6 +129,9 @@ def main() -> None:
     batch = synthetic_batch(obs_space, args.actions, cfg.replay.batch, cfg.replay.length, rng)
     obs = {k: v[:1, 0] for k, v in batch.items() if k in obs_space}
     obs["is_first"] = np.array([False])
+    sheeprl = (SheeprlWorker(sheeprl_python(Path(args.sheeprl_venv)), torch.get_num_threads(), args.precision[0], cfg)
+               if args.compare else None)
+    sheeprl_times = []
 
     times = {p: [] for p in agents}
     phases = {p: [] for p in agents}
@@ -84,6 +146,12 @@ def main() -> None:
             if round_ >= args.warmup:
                 times[precision].append(time.perf_counter() - start)
                 phases[precision].append({k: v for k, v in metrics.items() if k.startswith("time/")})
+        if sheeprl:
+            taken = sheeprl.update(1)
+            if round_ >= args.warmup:
+                sheeprl_times += taken
+    if sheeprl:
+        sheeprl.close()
 
     latency = {}
     for precision, agent in agents.items():
@@ -99,11 +167,15 @@ def main() -> None:
     for precision in agents:
         median = statistics.median(times[precision])
         split = {k: round(statistics.median(p[k] for p in phases[precision]), 4) for k in phases[precision][0]}
+        compared = {}
+        if sheeprl_times and precision == args.precision[0]:
+            compared = {"sheeprl_version": SHEEPRL, "sheeprl_update_s_median": round(statistics.median(sheeprl_times), 4),
+                        "ratio_to_sheeprl": round(median / statistics.median(sheeprl_times), 3)}
         print(json.dumps({"preset": args.preset, "precision": precision, "device": args.device, "obs": args.obs,
                           "batch": [cfg.replay.batch, cfg.replay.length], "threads": torch.get_num_threads(),
                           "update_s_median": round(median, 4), "updates": len(times[precision]),
                           "ratio_to_first": round(median / base, 3), "phases_s": split,
-                          "policy_step_ms_median": round(1000 * latency[precision], 3)}), flush=True)
+                          "policy_step_ms_median": round(1000 * latency[precision], 3), **compared}), flush=True)
 
 
 if __name__ == "__main__":
