@@ -10,6 +10,7 @@ finished.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import traceback
 from typing import Any, Callable
 
@@ -23,6 +24,10 @@ class WorkerCrashed(RuntimeError):
 
 
 def _worker(conn, factory: Callable[[int], Any], restarts: int) -> None:
+    # Mesa's software renderer (OSMesa/EGL on a CPU, for DMC) starts one render thread per core in
+    # every process; N workers already fill the cores, so each renders on one thread
+    # (measured: DMC vision, 2 workers on 2 cores, 133 -> 145 frames/s). A user's setting wins.
+    os.environ.setdefault("LP_NUM_THREADS", "1")
     try:
         env = factory(restarts)
         conn.send(("ok", (env.obs_space, env.act_space)))
