@@ -76,13 +76,18 @@ class Logger:
             self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
                              smoothing=0.05)
 
-    def scalar(self, name: str, value: float) -> None:
-        self._sums[name] += float(value)
-        self._counts[name] += 1
+    def scalar(self, name: str, value: float, last: bool = False) -> None:
+        """Add a value to this interval's average; ``last`` keeps only the latest value instead
+        (for running totals such as success rates, whose average over the interval means nothing)."""
+        if last:
+            self._sums[name], self._counts[name] = float(value), 1
+        else:
+            self._sums[name] += float(value)
+            self._counts[name] += 1
 
-    def scalars(self, metrics: dict[str, float], prefix: str = "") -> None:
+    def scalars(self, metrics: dict[str, float], prefix: str = "", last: bool = False) -> None:
         for name, value in metrics.items():
-            self.scalar(prefix + name, value)
+            self.scalar(prefix + name, value, last)
 
     def video(self, name: str, frames: np.ndarray, step: int, fps: int = 16) -> Path:
         """Write ``LOGDIR/videos/NAME-STEP.mp4`` and an animated GIF into TensorBoard's images."""

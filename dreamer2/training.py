@@ -185,7 +185,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         last_episode["train"] = episode
         stats = episode_stats(episode)
         logger.scalars(stats, "episode/")
-        logger.scalars(achievements.add(episode))
+        logger.scalars(achievements.add(episode), last=True)  # rates over all episodes so far
         logger.progress(step, **{"return": stats["return"]})
 
     def on_step(count: int) -> None:

@@ -50,3 +50,19 @@ def test_smoke_training_logs_achievements_and_score(tmp_path):
         logged.update(json.loads(line))
     assert "achievements/score" in logged and "achievements/collect_wood" in logged
     assert sum(k.startswith("achievements/") for k in logged) == 23
+
+
+def test_logged_rates_are_the_latest_not_their_average(tmp_path):
+    """Success rates are running totals: a log line must show the rate over all episodes so far
+    (50% after a success and a failure), not the mean of the running rates (75%)."""
+    from dreamer2.logger import Logger
+
+    logger, tally = Logger(tmp_path, total_steps=10, progress=False), Achievements()
+    ep = lambda wood: {"reward": np.zeros(2), "log_achievement_collect_wood": np.array([[0], [wood]])}
+    for wood in (1, 0):
+        logger.scalars(tally.add(ep(wood)), last=True)
+        logger.scalar("episode/return", 2.0 * wood)
+    record = logger.write(10, fps=False)
+    logger.close()
+    assert record["achievements/collect_wood"] == 50.0
+    assert record["episode/return"] == 1.0  # ordinary scalars are still averaged
