@@ -111,8 +111,10 @@ def main() -> None:
     parser.add_argument("--compare", choices=["sheeprl"], default=None)
     parser.add_argument("--sheeprl-venv", default=str(Path.home() / ".cache" / "dreamer2" / f"sheeprl-{SHEEPRL}"))
     args = parser.parse_args()
-    if args.compare and (args.device != "cpu" or args.obs != "image" or args.channels != 1):
-        parser.error("--compare sheeprl times the atari-sized image update on the CPU only")
+    if args.compare and (args.preset != "atari" or args.set or args.device != "cpu" or args.obs != "image"
+                         or args.channels != 1):
+        parser.error("--compare sheeprl builds sheeprl at the atari preset's sizes (sheeprl_update.py): "
+                     "use --preset atari, 64x64x1 images, the CPU, and no --set")
     if args.threads:
         torch.set_num_threads(args.threads)
     from dreamer2.config import parse_overrides
