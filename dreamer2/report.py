@@ -1,7 +1,7 @@
 """One self-contained HTML page from one or more logdirs: what a set of runs learned.
 
-Return curves over frames (mean and spread over the runs of a task, beside the reference
-DreamerV2 curve where the package holds one), the human-normalized score of Atari runs, every
+Return curves over frames (mean and spread over the seeds of each setting of a task, beside the
+reference DreamerV2 curve where the package holds one), the human-normalized score of Atari runs, every
 logged loss and diagnostic grouped by module, and the latest policy and open-loop videos. Plots
 are PNGs and videos animated GIFs, all inlined as base64, so the page is one file that can be
 mailed or archived.
@@ -56,13 +56,43 @@ def read_metrics(logdir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {name: (np.array([x for x, _ in pts]), np.array([y for _, y in pts])) for name, pts in series.items()}
 
 
-def read_task(logdir: Path) -> str:
+def read_config(logdir: Path) -> dict[str, object]:
+    """The run's resolved config as ``{dotted.key: value}``."""
     from omegaconf import OmegaConf
 
     path = Path(logdir) / "config.yaml"
     if not path.exists():
         raise ReportError(f"{logdir} has no config.yaml: not a dreamer2 logdir")
-    return str(OmegaConf.load(path).env.task)
+    flat: dict[str, object] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+    walk(OmegaConf.to_container(OmegaConf.load(path)), "")
+    return flat
+
+
+def settings(configs: dict[str, dict[str, object]]) -> dict[str, list[str]]:
+    """Group runs into settings: runs whose configs differ only in the seed and in keys that do not
+    change what is learned (run length, logging, device: those a resume may change) are seeds of one
+    setting. Each setting is named by its values of the keys that differ between settings (e.g.
+    ``precision=bf16``), or ``all runs`` when there is one. Keys some configs lack are ignored."""
+    from .config import RESUMABLE_KEYS
+
+    # Keys missing from some configs come from other versions of dreamer2: not compared.
+    shared = set.intersection(*(set(cfg) for cfg in configs.values())) - set(RESUMABLE_KEYS) - {"seed"}
+    keys = {label: tuple(sorted((k, repr(v)) for k, v in cfg.items() if k in shared))
+            for label, cfg in configs.items()}
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for label, key in keys.items():
+        groups[key].append(label)
+    if len(groups) == 1:
+        return {"all runs": next(iter(groups.values()))}
+    varying = sorted({k for key in groups for k, v in key if any((k, v) not in other for other in groups)})
+    return {", ".join(f"{k}={configs[labels[0]][k]}" for k in varying): labels for labels in groups.values()}
 
 
 def _png(fig) -> str:
@@ -92,19 +122,24 @@ def _mean_spread(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarra
     return grid, ys.mean(0), ys.std(0)
 
 
-def return_plot(task: str, runs: dict[str, dict], ax) -> list[str]:
-    """Draw the return curves of one task; return notes for the page (e.g. the reference's range)."""
+def return_plot(task: str, runs: dict[str, dict], ax, groups: dict[str, list[str]] | None = None) -> list[str]:
+    """Draw the return curves of one task, one colour per setting (``groups``: name -> run labels;
+    default: all runs are seeds of one setting) with mean and spread over its seeds; return notes
+    for the page (e.g. the reference's range)."""
     notes = []
-    for key, style in zip(RETURN_KEYS, ("-", ":")):
-        curves = [run[key] for run in runs.values() if key in run and len(run[key][0])]
-        if not curves:
-            continue
-        if len(curves) == 1:
-            ax.plot(*curves[0], style, label=f"{key} (1 run)")
-        else:
-            grid, mean, std = _mean_spread(curves)
-            ax.plot(grid, mean, style, label=f"{key} (mean of {len(curves)} runs)")
-            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+    groups = groups or {"all runs": list(runs)}
+    for colour, (name, labels) in enumerate(groups.items()):
+        prefix = "" if len(groups) == 1 else f"{name}: "
+        for key, style in zip(RETURN_KEYS, ("-", ":")):
+            curves = [runs[label][key] for label in labels if key in runs[label] and len(runs[label][key][0])]
+            if not curves:
+                continue
+            if len(curves) == 1:
+                ax.plot(*curves[0], style, color=f"C{colour}", label=f"{prefix}{key} (1 run)")
+            else:
+                grid, mean, std = _mean_spread(curves)
+                ax.plot(grid, mean, style, color=f"C{colour}", label=f"{prefix}{key} (mean of {len(curves)} runs)")
+                ax.fill_between(grid, mean - std, mean + std, color=f"C{colour}", alpha=0.2)
     try:
         ref = scores.reference_curve(task)
     except KeyError:
@@ -174,20 +209,20 @@ def write_report(logdirs: list[str | Path], out: str | Path) -> Path:
     if not logdirs:
         raise ReportError("give at least one logdir")
     runs: dict[str, dict] = {}
-    tasks: dict[str, str] = {}
+    configs: dict[str, dict[str, object]] = {}
     for logdir in map(Path, logdirs):
         label = logdir.name if logdir.name not in runs else str(logdir)
-        runs[label], tasks[label] = read_metrics(logdir), read_task(logdir)
+        runs[label], configs[label] = read_metrics(logdir), read_config(logdir)
     by_task: dict[str, dict[str, dict]] = defaultdict(dict)
-    for label, task in tasks.items():
-        by_task[task][label] = runs[label]
+    for label, config in configs.items():
+        by_task[str(config["env.task"])][label] = runs[label]
 
     body = [f"<h1>dreamer2 report</h1><p>{len(runs)} run(s): "
             + ", ".join(f"<code>{html.escape(str(d))}</code>" for d in logdirs) + "</p>"]
     body.append("<h2>Returns</h2>")
     for task, task_runs in by_task.items():
         fig, ax = plt.subplots(figsize=(7, 4))
-        notes = return_plot(task, task_runs, ax)
+        notes = return_plot(task, task_runs, ax, settings({label: configs[label] for label in task_runs}))
         body.append(f'<img alt="returns {html.escape(task)}" src="{_png(fig)}">')
         body += [f"<p class=note>{html.escape(n)}</p>" for n in notes]
         rows = []

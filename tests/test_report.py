@@ -61,3 +61,15 @@ def test_metrics_of_a_resumed_run_keep_the_latest_value_per_step(tmp_path):
 def test_report_of_a_folder_that_is_no_logdir_is_a_clear_error(tmp_path):
     with pytest.raises(ReportError, match="not a dreamer2 logdir"):
         write_report([tmp_path], tmp_path / "r.html")
+
+
+def test_runs_that_differ_only_in_seed_are_one_setting_others_are_named_by_what_differs():
+    from dreamer2.report import settings
+
+    base = {"env.task": "gym:CartPole-v1", "precision": "32", "seed": 0, "train.steps": 20000}
+    runs = {"a": base, "b": {**base, "seed": 1, "train.steps": 5000},
+            "c": {**base, "precision": "bf16"}, "d": {**base, "precision": "bf16", "seed": 1}}
+    assert settings(runs) == {"precision=32": ["a", "b"], "precision=bf16": ["c", "d"]}
+    assert settings({"a": base, "b": {**base, "seed": 1}}) == {"all runs": ["a", "b"]}
+    older = {k: v for k, v in base.items() if k != "precision"}  # a run of a version without the key
+    assert settings({"a": base, "b": {**older, "seed": 1}}) == {"all runs": ["a", "b"]}
