@@ -222,7 +222,8 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
     try:
         if step < tc.prefill or not len(replay):
             logger.stage("prefill")
-            driver(random_policy(train_env, rng), steps=max(tc.prefill - step, 1))
+            # Prefill steps are part of train.steps, so a run shorter than the prefill stops at its length.
+            driver(random_policy(train_env, rng), steps=max(min(tc.prefill, tc.steps) - step, 1))
             while not len(replay):  # sampling needs one finished episode
                 driver(random_policy(train_env, rng), steps=1)
             logger.write(step)

@@ -99,6 +99,14 @@ def _episode(env, steps):
     return {k: np.stack([s[k] for s in steps_[:steps]]) for k in steps_[0]}
 
 
+def test_a_run_shorter_than_its_prefill_stops_at_its_length(tmp_path):
+    logdir = tmp_path / "run"
+    dreamer2.train("gym:CartPole-v1", preset="debug", steps=60, logdir=logdir, progress=False,
+                   overrides={"train.prefill": 1000, "train.eval_episodes": 1})
+    steps = [json.loads(line)["step"] for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 60  # not the 1,000 of the prefill
+
+
 def test_resume_continues_step_counter(tmp_path):
     logdir = tmp_path / "run"
     dreamer2.train("gym:CartPole-v1", preset="debug", steps=200, logdir=logdir, progress=False)
