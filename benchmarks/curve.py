@@ -34,6 +34,8 @@ def run(suite: str, preset: str, action_repeat: int, examples: str) -> None:
     result = {"task": task, "preset": preset, "frames": args.frames, "eval_return": stats["return_mean"],
               "eval_return_std": stats["return_std"], "reference": reference, "train_minutes": round(minutes, 1),
               "logdir": logdir}
-    if suite == "atari":
+    try:
         result["human_normalized"] = human_normalized(task, stats["return_mean"])
+    except KeyError:  # no human baseline for this task (only Atari has them)
+        pass
     print(json.dumps(result))

@@ -18,12 +18,12 @@ import time
 import numpy as np
 
 import dreamer2
-from dreamer2.config import parse_overrides
+from dreamer2.config import load_preset, parse_overrides
 
-# The small preset's network widths, for tasks whose preset is otherwise the reference's.
-SMALL_WIDTHS = {"encoder.mlp_layers": 2, "encoder.mlp_units": 128, "decoder.mlp_layers": 2, "decoder.mlp_units": 128,
-                "reward_head.layers": 2, "reward_head.units": 128, "actor.layers": 2, "actor.units": 128,
-                "critic.layers": 2, "critic.units": 128}
+# The small preset's MLP widths, for tasks whose preset is otherwise the reference's.
+SMALL_WIDTHS = {key: value for key, value in load_preset("small").items()
+                if key.split(".")[0] in ("encoder", "decoder", "reward_head", "actor", "critic")
+                and key.split(".")[1] in ("mlp_layers", "mlp_units", "layers", "units")}
 
 # name: (task, preset, env steps, extra overrides, threshold); agent steps = env steps / action repeat. Overrides are documented deviations
 # from the preset for the task, kept here so that every number printed can be reproduced.

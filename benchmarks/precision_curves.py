@@ -17,14 +17,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from dreamer2.report import read_metrics
+from dreamer2.report import read_config, read_metrics
 
 
-def summary(logdir: Path) -> dict:
-    metrics = read_metrics(logdir)
-    precision = str(OmegaConf.load(logdir / "config.yaml").get("precision", "32"))
+def summary(logdir: Path, metrics: dict) -> dict:
+    precision = str(read_config(logdir).get("precision", "32"))
     last = lambda name: round(float(metrics[name][1][-1]), 3) if name in metrics else None
     phases = [float(np.median(v)) for k, (_, v) in metrics.items() if k.startswith("time/")]
     result = {"run": str(logdir), "precision": precision, "frames": int(metrics["episode/return"][0][-1]),
@@ -40,7 +38,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="a .png for the plot")
     args = parser.parse_args()
     runs = {Path(d): read_metrics(Path(d)) for d in args.logdirs}
-    summaries = [summary(d) for d in runs]
+    summaries = [summary(d, metrics) for d, metrics in runs.items()]
     for line in summaries:
         print(json.dumps(line))
     if args.out:

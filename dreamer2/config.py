@@ -236,11 +236,12 @@ def _check_keys(keys: Iterable[str], source: str) -> None:
             raise ConfigError(f"unknown config key '{key}' in {source}{hint}")
 
 
-def _flatten(mapping: Mapping, prefix: str = "") -> dict[str, Any]:
+def flatten(mapping: Mapping, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{dotted.key: value}``."""
     flat = {}
     for key, value in mapping.items():
         if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -267,7 +268,7 @@ def load_preset(name: str) -> dict[str, Any]:
         close = difflib.get_close_matches(name, presets(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown preset '{name}' (have: {', '.join(presets())}){hint}")
-    return _flatten(OmegaConf.to_container(OmegaConf.load(path)) or {})
+    return flatten(OmegaConf.to_container(OmegaConf.load(path)) or {})
 
 
 def parse_overrides(tokens: Iterable[str]) -> dict[str, Any]:
@@ -339,11 +340,11 @@ def from_yaml(text: str, source: str) -> DictConfig:
         loaded = OmegaConf.create(text)
     except Exception as err:  # yaml errors come in many types
         raise ConfigError(f"{source} is not valid YAML: {err}") from None
-    return make_config("defaults", _flatten(OmegaConf.to_container(loaded)))
+    return make_config("defaults", flatten(OmegaConf.to_container(loaded)))
 
 
 def diff(old: DictConfig, new: DictConfig) -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ: ``{key: (old, new)}``."""
-    a = _flatten(OmegaConf.to_container(old))
-    b = _flatten(OmegaConf.to_container(new))
+    a = flatten(OmegaConf.to_container(old))
+    b = flatten(OmegaConf.to_container(new))
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}

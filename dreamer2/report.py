@@ -60,19 +60,12 @@ def read_config(logdir: Path) -> dict[str, object]:
     """The run's resolved config as ``{dotted.key: value}``."""
     from omegaconf import OmegaConf
 
+    from .config import flatten
+
     path = Path(logdir) / "config.yaml"
     if not path.exists():
         raise ReportError(f"{logdir} has no config.yaml: not a dreamer2 logdir")
-    flat: dict[str, object] = {}
-
-    def walk(node: object, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix[:-1]] = node
-    walk(OmegaConf.to_container(OmegaConf.load(path)), "")
-    return flat
+    return flatten(OmegaConf.to_container(OmegaConf.load(path)))
 
 
 def settings(configs: dict[str, dict[str, object]]) -> dict[str, list[str]]:
