@@ -25,6 +25,8 @@ SMALL_WIDTHS = {key: value for key, value in load_preset("small").items()
                 if key.split(".")[0] in ("encoder", "decoder", "reward_head", "actor", "critic")
                 and key.split(".")[1] in ("mlp_layers", "mlp_units", "layers", "units")}
 
+ABOVE_RANDOM = "clearly above random"  # a threshold: eval mean - 2 SE > random mean + 2 SE
+
 # name: (task, preset, env steps, extra overrides, threshold); agent steps = env steps / action repeat. Overrides are documented deviations
 # from the preset for the task, kept here so that every number printed can be reproduced.
 TASKS = {
@@ -40,16 +42,18 @@ TASKS = {
                         {"env.pixels": True, "replay.length": 32, "train.train_every": 20}, 200.0),
     # The Atari issue's pixel benchmark: MinAtar Breakout (10x10 binary channels as a 64x64 image) is
     # the Atari game that can learn on two CPU cores within the hour; full ALE frames at the atari
-    # preset cost ~5 s per update here. A random policy scores ~0.4 per episode; 2.0 is 5x that.
-    "minatar_breakout": ("minatar:breakout", "minatar", 30_000, {}, 2.0),
+    # preset cost ~5 s per update here. A random policy scores ~0.4 per episode. The issue asks for
+    # "clearly above random": the eval mean less two standard errors must exceed the random mean
+    # plus two of its standard errors (an earlier version asked for a fixed 2.0, 5x random).
+    "minatar_breakout": ("minatar:breakout", "minatar", 30_000, {}, ABOVE_RANDOM),
     # The suites issue's DMC check: proprio cartpole_balance with the reference's dmc_proprio settings
     # but the small preset's widths: 4 x 400 MLPs cost ~2.2 s an update here (2,500 updates = 90 min).
     "dmc_cartpole_balance": ("dmc:cartpole_balance", "dmc_proprio", 25_000, {"env.action_repeat": 2, **SMALL_WIDTHS}, 800.0),
 }
 
 
-def random_return(task: str, preset: str, overrides: dict, episodes: int = 100, seed: int = 0) -> float:
-    """Mean return of the uniform random policy over ``episodes`` episodes of the same env."""
+def random_returns(task: str, preset: str, overrides: dict, episodes: int = 100, seed: int = 0) -> np.ndarray:
+    """Returns of the uniform random policy over ``episodes`` episodes of the same env."""
     from dreamer2.config import make_config
     from dreamer2.envs import make_env
 
@@ -63,7 +67,19 @@ def random_return(task: str, preset: str, overrides: dict, episodes: int = 100, 
             total, last = total + float(step["reward"]), step["is_last"]
         returns.append(total)
     env.close()
-    return float(np.mean(returns))
+    return np.asarray(returns)
+
+
+def standard_error(std: float, n: int) -> float:
+    """Standard error of a mean from the population std (numpy's default, ddof 0) of n values."""
+    return std / np.sqrt(n - 1) if n > 1 else float("inf")
+
+
+def passes(threshold: float | str, stats: dict, random: np.ndarray) -> bool:
+    if threshold == ABOVE_RANDOM:
+        low = stats["return_mean"] - 2 * standard_error(stats["return_std"], stats["episodes"])
+        return low > random.mean() + 2 * standard_error(random.std(), len(random))
+    return stats["return_mean"] >= threshold
 
 
 def main() -> int:
@@ -87,14 +103,15 @@ def main() -> int:
                                progress=args.progress)
         train_time = time.time() - start
         stats = dreamer2.evaluate(agent, episodes=args.episodes)
-        passed = stats["return_mean"] >= threshold
-        baseline = random_return(task, preset, {k: v for k, v in overrides.items() if k.startswith("env.")})
+        baseline = random_returns(task, preset, {k: v for k, v in overrides.items() if k.startswith("env.")})
+        passed = bool(passes(threshold, stats, baseline))
         ok &= passed
         print(json.dumps({"task": name, "env": task, "preset": preset, "overrides": overrides,
                           "seed": args.seed, "env_steps": int(agent.cfg.train.steps * agent.cfg.env.action_repeat),
                           "agent_steps": int(agent.cfg.train.steps), "eval_return_mean": stats["return_mean"],
                           "eval_return_std": stats["return_std"], "eval_episodes": stats["episodes"],
-                          "random_return_mean": baseline,
+                          "random_return_mean": float(baseline.mean()),
+                          "random_return_std": float(baseline.std()), "random_episodes": len(baseline),
                           "train_minutes": round(train_time / 60, 2), "threshold": threshold, "passed": passed,
                           "logdir": str(agent.logdir)}), flush=True)
     return 0 if ok else 1
