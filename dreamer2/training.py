@@ -8,6 +8,7 @@ episode that finished after the last checkpoint is neither lost nor counted twic
 from __future__ import annotations
 
 import io
+import os
 import random
 import sys
 from functools import partial
@@ -265,15 +266,23 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
 
 
 def make_train_envs(task: Any, cfg: DictConfig, seed: int) -> list[GymAdapter | ProcessEnv]:
-    """``cfg.envs`` training envs: the adapter itself for one, worker processes for more, each
-    seeded apart (worker i: seed + i * 1,000,000, plus 1,000 per restart) and each handing its
-    own episodes to replay."""
+    """``cfg.envs`` training envs, each seeded apart (env i: seed + i * 1,000,000, plus 1,000 per
+    restart of its worker) and each handing its own episodes to replay: the adapter itself for
+    one; for more, worker processes, except that with ``inline_env`` the first env is stepped in
+    this process while the workers step theirs."""
     if cfg.envs == 1:
         return [make_env(task, cfg, seed=seed)]
     if not isinstance(task, str):
         raise config_lib.ConfigError("envs > 1 needs a task string (e.g. 'atari:Breakout'): each worker process makes "
                           "its own env, and an env object cannot be shared between processes")
-    return [ProcessEnv(partial(_worker_env, task, cfg, seed + i * 1_000_000), f"env{i}") for i in range(cfg.envs)]
+    first = 1 if cfg.inline_env else 0
+    envs: list[GymAdapter | ProcessEnv] = [
+        ProcessEnv(partial(_worker_env, task, cfg, seed + i * 1_000_000), f"env{i}") for i in range(first, cfg.envs)]
+    if cfg.inline_env:
+        # Render on one Mesa thread, as the workers do: together they already fill the cores.
+        os.environ.setdefault("LP_NUM_THREADS", "1")
+        envs.insert(0, make_env(task, cfg, seed=seed))
+    return envs
 
 
 def _worker_env(task: str, cfg: DictConfig, seed: int, restarts: int) -> GymAdapter:
