@@ -14,8 +14,8 @@ from torch import nn
 
 from .diagnostics import max_entropy
 from .distributions import MSEDist, OneHotDist, TruncNormalDist
-from .nets import MLPHead
-from .world_model import State, WorldModel
+from .nets import MLPHead, OneHotFeat, stack_feat
+from .world_model import State, WorldModel, detach
 
 
 def lambda_return(reward: torch.Tensor, value: torch.Tensor, discount: torch.Tensor,
@@ -50,7 +50,7 @@ class Actor(nn.Module):
         out = action_dim if dist == "onehot" else 2 * action_dim
         self.net = MLPHead(feat, out, cfg.layers, cfg.units, cfg.norm)
 
-    def forward(self, feat: torch.Tensor) -> OneHotDist | TruncNormalDist:
+    def forward(self, feat: torch.Tensor | OneHotFeat) -> OneHotDist | TruncNormalDist:
         x = self.net(feat)
         if self.dist_name == "onehot":
             return OneHotDist(x)
@@ -63,7 +63,7 @@ class Critic(nn.Module):
         super().__init__()
         self.net = MLPHead(feat, 1, cfg.layers, cfg.units, cfg.norm)
 
-    def forward(self, feat: torch.Tensor) -> MSEDist:
+    def forward(self, feat: torch.Tensor | OneHotFeat) -> MSEDist:
         return MSEDist(self.net(feat).squeeze(-1))
 
 
@@ -81,26 +81,27 @@ class ActorCritic(nn.Module):
     def imagine(self, wm: WorldModel, start: State, horizon: int) -> dict[str, torch.Tensor]:
         """Roll the actor forward in latent space from start states [N, ...].
 
-        Returns batch-first [N, H+1, ...] features and actions (action t led to state t; the
+        Returns batch-first [N, H+1, ...] features (a ``OneHotFeat`` when no gradient flows
+        through the dynamics) and actions (action t led to state t; the
         start's action is zeros), plus per-step log-probabilities and entropies [N, H] of the
         policy at states 0..H-1, computed once here and reused by the actor loss.
         """
         dynamics_grad = self.grad in ("dynamics", "both")
+        # Features without gradient, from sampled one-hot states: layers over them gather their one-hots.
+        gather = not dynamics_grad and wm.rssm.gatherable(start)
         state = start
-        feat = wm.rssm.feat(state)
-        feats, actions, logps, ents = [feat], [], [], []
+        feats, actions, logps, ents = [wm.rssm.feat(state, gather)], [], [], []
         for _ in range(horizon):
-            dist = self.actor(feat.detach())
+            dist = self.actor(wm.rssm.feat(detach(state), gather=True))
             action = dist.sample()
             logps.append(dist.log_prob(action.detach()))
             ents.append(dist.entropy())
             with torch.set_grad_enabled(dynamics_grad and torch.is_grad_enabled()):
                 state = wm.rssm.img_step(state, action if dynamics_grad else action.detach())
-                feat = wm.rssm.feat(state)
-            feats.append(feat)
+            feats.append(wm.rssm.feat(state, gather))
             actions.append(action)
         actions.insert(0, torch.zeros_like(actions[0]))
-        return {"feat": torch.stack(feats, 1), "action": torch.stack(actions, 1),
+        return {"feat": stack_feat(feats, 1), "action": torch.stack(actions, 1),
                 "logp": torch.stack(logps, 1), "entropy": torch.stack(ents, 1)}
 
     def losses(self, wm: WorldModel, start: State, is_terminal: torch.Tensor

@@ -21,16 +21,22 @@ class OneHotDist:
         self.log_probs = torch.log_softmax(logits, -1)
         self.probs = self.log_probs.exp()
 
-    def sample(self) -> torch.Tensor:
-        """One-hot sample with straight-through gradient to the probabilities."""
+    def sample_index(self) -> torch.Tensor:
+        """The class of a sample [...] (Gumbel-max), without building the one-hot vector."""
         uniform = torch.rand_like(self.logits).clamp_(1e-20, 1.0)
-        index = (self.logits.detach() - torch.log(-torch.log(uniform))).argmax(-1)  # Gumbel-max
+        return (self.logits.detach() - torch.log(-torch.log(uniform))).argmax(-1)
+
+    def straight_through(self, index: torch.Tensor) -> torch.Tensor:
+        """``one_hot(index)`` whose gradient flows to the probabilities (``+ probs - sg(probs)``)."""
         onehot = F.one_hot(index, self.logits.shape[-1]).to(self.probs.dtype)
         return onehot + self.probs - self.probs.detach()
 
+    def sample(self) -> torch.Tensor:
+        """One-hot sample with straight-through gradient to the probabilities."""
+        return self.straight_through(self.sample_index())
+
     def mode(self) -> torch.Tensor:
-        onehot = F.one_hot(self.logits.argmax(-1), self.logits.shape[-1]).to(self.probs.dtype)
-        return onehot + self.probs - self.probs.detach()
+        return self.straight_through(self.logits.argmax(-1))
 
     def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
         return (onehot * self.log_probs).sum(-1)

@@ -5,7 +5,10 @@ stride 2 whose depth doubles per layer, and a decoder that starts from a 1x1 fea
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -17,6 +20,51 @@ def init_like_reference(module: nn.Module) -> None:
             nn.init.xavier_uniform_(layer.weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+
+
+@dataclass(frozen=True)
+class OneHotFeat:
+    """Features ``[one-hot block, dense]`` with the one-hot block kept as the columns it sets.
+
+    The RSSM's features start with 32 one-hot categoricals of 32 classes: 1,024 inputs of which
+    32 are ones. A Linear layer over them is a sum of the 32 weight columns they pick, so
+    ``linear`` gathers those (``embedding_bag``) instead of multiplying 992 zeros: the same sum,
+    ~2-6x faster forward on a CPU. Only for features that need no gradient of their own (a
+    straight-through gradient into the one-hot block needs the dense product).
+    """
+    columns: torch.Tensor  # [..., S] long: the column of each categorical's class (s * classes + class)
+    dense: torch.Tensor  # [..., R]: the features after the one-hot block
+    width: int  # S * classes: the one-hot block's size
+
+    def __getitem__(self, key) -> "OneHotFeat":
+        """Index the leading axes (e.g. ``feat[:, :-1]``); the feature axis stays whole."""
+        return OneHotFeat(self.columns[key], self.dense[key], self.width)
+
+    def detach(self) -> "OneHotFeat":
+        return OneHotFeat(self.columns, self.dense.detach(), self.width)
+
+    def to_dense(self) -> torch.Tensor:
+        onehot = torch.zeros(*self.columns.shape[:-1], self.width, dtype=self.dense.dtype, device=self.dense.device)
+        onehot.scatter_(-1, self.columns, 1.0)
+        return torch.cat([onehot, self.dense], -1)
+
+
+def stack_feat(feats: list[torch.Tensor] | list[OneHotFeat], dim: int) -> torch.Tensor | OneHotFeat:
+    """``torch.stack`` for features, dense or ``OneHotFeat`` (all of one kind)."""
+    if isinstance(feats[0], OneHotFeat):
+        return OneHotFeat(torch.stack([f.columns for f in feats], dim), torch.stack([f.dense for f in feats], dim),
+                          feats[0].width)
+    return torch.stack(feats, dim)
+
+
+def linear(layer: nn.Linear, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
+    """``layer(x)``, where a ``OneHotFeat`` reads only the weight columns its one-hots select."""
+    if not isinstance(x, OneHotFeat):
+        return layer(x)
+    lead, slots = x.columns.shape[:-1], x.columns.shape[-1]
+    table = layer.weight[:, :x.width].t().contiguous()  # [width, out]: one row per one-hot column
+    picked = F.embedding_bag(x.columns.reshape(-1, slots), table, mode="sum").reshape(*lead, -1)  # [..., out]
+    return picked + F.linear(x.dense, layer.weight[:, x.width:], layer.bias)
 
 
 def mlp(inp: int, layers: int, units: int, norm: bool = False) -> nn.Sequential:
@@ -39,8 +87,10 @@ class MLPHead(nn.Module):
         self.trunk = mlp(inp, layers, units, norm)
         self.out = nn.Linear(units if layers else inp, out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.trunk(x)).float()  # distribution parameters stay fp32 under autocast
+    def forward(self, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
+        if not len(self.trunk):
+            return linear(self.out, x).float()
+        return self.out(self.trunk[1:](linear(self.trunk[0], x))).float()  # distribution parameters stay fp32 under autocast
 
 
 class ConvEncoder(nn.Module):

@@ -16,7 +16,7 @@ from torch import nn
 
 from .diagnostics import code_usage, terminal_precision_recall
 from .distributions import BernoulliDist, MSEDist, OneHotDist, categorical_kl, gaussian_kl
-from .nets import ConvDecoder, ConvEncoder, LayerNormGRUCell, MLPHead, mlp
+from .nets import ConvDecoder, ConvEncoder, LayerNormGRUCell, MLPHead, OneHotFeat, linear, mlp
 
 State = dict[str, torch.Tensor]
 NON_OBS_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action", "discount")
@@ -72,6 +72,9 @@ class RSSM(nn.Module):
         self.gru = LayerNormGRUCell(hidden, deter, norm=True)
         self.img_out = MLPHead(deter, stats_dim, 1, hidden)
         self.obs_out = MLPHead(deter + embed_dim, stats_dim, 1, hidden)
+        # Linear layers over sampled one-hot latents that need no gradient gather the weight columns
+        # the one-hots select (``OneHotFeat``); off computes the plain dense product (same sums).
+        self.gather_onehot = True
 
     @property
     def feat_dim(self) -> int:
@@ -88,7 +91,15 @@ class RSSM(nn.Module):
             state["stoch"] = torch.zeros(batch, self.stoch, device=device)
         return state
 
-    def feat(self, state: State) -> torch.Tensor:
+    def gatherable(self, state: State) -> bool:
+        """A sampled one-hot state (it has ``columns``) whose one-hots need no gradient."""
+        return (self.gather_onehot and "columns" in state
+                and not (torch.is_grad_enabled() and state["stoch"].requires_grad))
+
+    def feat(self, state: State, gather: bool = False) -> torch.Tensor | OneHotFeat:
+        """``[stoch, deter]`` [..., feat_dim]; with ``gather``, a ``OneHotFeat`` where the state allows."""
+        if gather and self.gatherable(state):
+            return OneHotFeat(state["columns"], state["deter"], self.stoch_dim)
         stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]  # [..., stoch_dim]
         return torch.cat([stoch, state["deter"]], -1)  # [..., feat_dim]
 
@@ -98,21 +109,27 @@ class RSSM(nn.Module):
         mean, std = x.chunk(2, -1)
         return {"mean": mean, "std": 2 * torch.sigmoid(std / 2) + self.min_std}
 
-    def _sample(self, stats: State, sample: bool) -> torch.Tensor:
+    def _sample(self, stats: State, sample: bool) -> State:
+        """``stoch``, and for one-hot latents the ``columns`` [N, stoch] their ones stand in."""
         if self.discrete:
             dist = OneHotDist(stats["logits"])
-            return dist.sample() if sample else dist.mode()
+            index = dist.sample_index() if sample else stats["logits"].argmax(-1)  # [N, stoch]
+            offsets = torch.arange(self.stoch, device=index.device) * self.discrete
+            return {"stoch": dist.straight_through(index), "columns": index + offsets}
         if not sample:
-            return stats["mean"]
-        return stats["mean"] + stats["std"] * torch.randn_like(stats["std"])
+            return {"stoch": stats["mean"]}
+        return {"stoch": stats["mean"] + stats["std"] * torch.randn_like(stats["std"])}
 
     def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
         """Prior step: ``[stoch, action] -> Dense -> ELU -> GRU -> deter -> prior stats``."""
-        stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]
-        x = self.img_in(torch.cat([stoch, action], -1))  # [N, hidden]
+        if self.gatherable(state):
+            x = self.img_in[1:](linear(self.img_in[0], OneHotFeat(state["columns"], action, self.stoch_dim)))
+        else:
+            stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]
+            x = self.img_in(torch.cat([stoch, action], -1))  # [N, hidden]
         deter = self.gru(x, state["deter"])  # [N, deter]
         stats = self._stats(self.img_out(deter))
-        return {"deter": deter, "stoch": self._sample(stats, sample), **stats}
+        return {"deter": deter, **self._sample(stats, sample), **stats}
 
     def embed_part(self, embed: torch.Tensor) -> torch.Tensor:
         """The embedding's share ``W_e embed + b`` of the posterior's first Dense over
@@ -125,14 +142,15 @@ class RSSM(nn.Module):
                  sample: bool = True, embed_part: torch.Tensor | None = None) -> tuple[State, State]:
         """Posterior step. ``is_first`` zeroes the previous state and action (episode reset)."""
         keep = 1.0 - is_first.to(action.dtype)  # [N]
-        state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items()}
+        # A reset state is zeros, not one-hot: its columns no longer say what it holds.
+        state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items() if k != "columns"}
         action = action * keep[:, None]
         prior = self.img_step(state, action, sample)
         if embed_part is None:
             embed_part = self.embed_part(embed)
         x = F.linear(prior["deter"], self.obs_out.trunk[0].weight[:, :self.deter]) + embed_part
         stats = self._stats(self.obs_out.out(self.obs_out.trunk[1:](x)).float())
-        post = {"deter": prior["deter"], "stoch": self._sample(stats, sample), **stats}
+        post = {"deter": prior["deter"], **self._sample(stats, sample), **stats}
         return post, prior
 
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
@@ -248,10 +266,10 @@ class WorldModel(nn.Module):
                 dists[key] = MSEDist(self.mlp_out[key](hidden), dims=1)
         return dists
 
-    def reward(self, feat: torch.Tensor) -> MSEDist:
+    def reward(self, feat: torch.Tensor | OneHotFeat) -> MSEDist:
         return MSEDist(self.reward_head(feat).squeeze(-1))
 
-    def discount(self, feat: torch.Tensor) -> BernoulliDist:
+    def discount(self, feat: torch.Tensor | OneHotFeat) -> BernoulliDist:
         return BernoulliDist(self.discount_head(feat).squeeze(-1))
 
     @torch.no_grad()

@@ -102,3 +102,30 @@ def test_logged_actor_terms_add_up_to_the_actor_loss():
         assert metrics["actor/entropy_term"] != 0
         if grad == "both":
             assert metrics["actor/reinforce_term"] != 0 and metrics["actor/dynamics_term"] != 0
+
+
+def test_gathered_one_hot_layers_match_the_dense_product():
+    """Layers over sampled one-hot latents that need no gradient gather the weight columns the
+    one-hots pick (OneHotFeat) instead of multiplying the dense vector: the same sums, so the
+    losses and every gradient must match the plain path, for each kind of actor gradient."""
+    for grad, discrete in (("reinforce", True), ("dynamics", False), ("both", True)):
+        runs = []
+        for gather in (True, False):
+            torch.manual_seed(0)
+            wm, ac, _ = _actor_critic(grad, discrete)
+            wm.rssm.gather_onehot = gather
+            embed = wm.encode({"vector": torch.randn(2, 3, 3)})
+            post, _ = wm.rssm.observe(embed, torch.zeros(2, 3, 2), torch.zeros(2, 3))
+            start = {k: v.detach().flatten(0, 1) for k, v in post.items()}  # [6, ...], with columns
+            wm.requires_grad_(False)
+            actor_loss, critic_loss, _ = ac.losses(wm, start, torch.zeros(6))
+            (actor_loss + critic_loss).backward()
+            runs.append((actor_loss.detach(), critic_loss.detach(), [p.grad for p in ac.parameters()]))
+        (a1, c1, g1), (a2, c2, g2) = runs
+        torch.testing.assert_close(a1, a2, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(c1, c2, atol=1e-6, rtol=1e-5)
+        assert sum(g is not None for g in g1) == sum(g is not None for g in g2) > 0
+        for x, y in zip(g1, g2):
+            assert (x is None) == (y is None)
+            if x is not None:
+                torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5)

@@ -177,3 +177,35 @@ def _plain_forward(module, x):
         h = module.first(module.linear(x)).reshape(-1, *module.first_shape) + module.first_bias[:, None, None]
         return module.net(h.contiguous())
     return module.net(x.contiguous()).reshape(x.shape[0], -1)
+
+
+def test_one_hot_feat_linear_gathers_the_same_sum_and_gradients():
+    from dreamer2.nets import OneHotFeat, linear
+    torch.manual_seed(0)
+    index = torch.randint(0, 4, (5, 7, 3))  # [N, T, stoch] of 3 categoricals x 4 classes
+    columns = index + torch.arange(3) * 4
+    dense = torch.randn(5, 7, 6, requires_grad=True)
+    feat = OneHotFeat(columns, dense, 12)
+    full = torch.cat([torch.nn.functional.one_hot(index, 4).float().flatten(-2), dense], -1)  # [5, 7, 18]
+    torch.testing.assert_close(feat.to_dense(), full)
+    torch.testing.assert_close(feat[:, 2:].to_dense(), full[:, 2:])
+    layer = torch.nn.Linear(18, 9)
+    out = linear(layer, feat)
+    torch.testing.assert_close(out, layer(full), atol=1e-6, rtol=1e-5)
+    g_fast = torch.autograd.grad(out.square().sum(), [layer.weight, layer.bias, dense])
+    g_plain = torch.autograd.grad(layer(full).square().sum(), [layer.weight, layer.bias, dense])
+    for a, b in zip(g_fast, g_plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_sampled_states_name_their_one_hot_columns():
+    torch.manual_seed(0)
+    rssm = RSSM(action_dim=2, embed_dim=5, deter=8, hidden=8, stoch=4, discrete=3)
+    state = rssm.img_step(rssm.initial(6, "cpu"), torch.zeros(6, 2))
+    with torch.no_grad():
+        gathered = rssm.feat(state, gather=True)
+    torch.testing.assert_close(gathered.to_dense(), rssm.feat(state))
+    # A reset state is zeros, not one-hot: the next step must not read columns from it.
+    post, _ = rssm.obs_step(state, torch.zeros(6, 2), torch.randn(6, 5), torch.ones(6))
+    assert torch.equal(post["deter"], rssm.obs_step(rssm.initial(6, "cpu"), torch.zeros(6, 2), torch.randn(6, 5),
+                                                    torch.zeros(6))[0]["deter"])
