@@ -4,7 +4,8 @@ steps) on synthetic batches, and the latency of one policy step for one env.
 Every precision asked for is timed in the same process, interleaved round by round so that the
 machine's noise hits them alike; medians over --updates timed updates after --warmup. Prints one
 JSON line per precision with the median seconds per update, its split into phases (time/*), the
-policy-step latency, and the ratio to the first precision listed.
+policy-step latency, and the ratio to the first precision listed. As in training, glibc's malloc
+keeps freed memory for reuse (``keep_freed_memory``); ``--default-malloc`` measures without it.
 
     python benchmarks/update_speed.py --preset atari --precision 32 bf16 16
     python benchmarks/update_speed.py --preset small --obs vector --updates 20
@@ -33,6 +34,7 @@ from gymnasium import spaces
 
 from dreamer2.agent import Agent
 from dreamer2.config import make_config
+from dreamer2.training import keep_freed_memory
 
 SHEEPRL = "0.8.4"
 
@@ -109,6 +111,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value")
     parser.add_argument("--compare", choices=["sheeprl"], default=None)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (training calls keep_freed_memory)")
     parser.add_argument("--sheeprl-venv", default=str(Path.home() / ".cache" / "dreamer2" / f"sheeprl-{SHEEPRL}"))
     args = parser.parse_args()
     if args.compare and (args.preset != "atari" or args.set or args.device != "cpu" or args.obs != "image"
@@ -117,6 +121,7 @@ def main() -> None:
                      "use --preset atari, 64x64x1 images, the CPU, and no --set")
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = False if args.default_malloc else keep_freed_memory()
     from dreamer2.config import parse_overrides
     overrides = parse_overrides([f"--{kv}" for kv in args.set])
     obs_space = ({"image": ((64, 64, args.channels), np.uint8)} if args.obs == "image"
@@ -174,7 +179,7 @@ def main() -> None:
             compared = {"sheeprl_version": SHEEPRL, "sheeprl_update_s_median": round(statistics.median(sheeprl_times), 4),
                         "ratio_to_sheeprl": round(median / statistics.median(sheeprl_times), 3)}
         print(json.dumps({"preset": args.preset, "precision": precision, "device": args.device, "obs": args.obs,
-                          "batch": [cfg.replay.batch, cfg.replay.length], "threads": torch.get_num_threads(),
+                          "batch": [cfg.replay.batch, cfg.replay.length], "threads": torch.get_num_threads(), "keep_freed_memory": kept,
                           "update_s_median": round(median, 4), "updates": len(times[precision]),
                           "ratio_to_first": round(median / base, 3), "phases_s": split,
                           "policy_step_ms_median": round(1000 * latency[precision], 3), **compared}), flush=True)
