@@ -1,0 +1,103 @@
+"""What drives a continuous actor trained by dynamics backpropagation, read from a run's logdir.
+
+For ~50 replayed posterior states it prints:
+- the actor's statistics (mean |loc|, share of saturated means, std) and the critic's spread;
+- the imagined return (rewards over the horizon plus the slow critic's bootstrap) of the actor's
+  mode and of fixed actions, and on what share of states the actor beats the best fixed action;
+- the derivative of the imagined return along the first action of a random open-loop plan
+  (every action dimension moved together), by autograd (straight-through, as the actor is trained) and by finite differences of the
+  expected return (64 samples per state), once with the discount head's predicted discounts (as
+  the actor's λ-return uses them when ``model.pred_discount``) and once with the constant one.
+
+A gradient whose sign flips with the discount head means the actor is pushed towards actions the
+discount head reads as episode ends: with negative rewards (Pendulum) a predicted end cuts off
+the negative future, so the actor learns to "end" an episode that never ends.
+
+    python benchmarks/action_gradient.py runs/pendulum
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+import dreamer2
+from dreamer2.replay import Replay
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("logdir")
+    parser.add_argument("--samples", type=int, default=64, help="imagined rollouts per state for the expectation")
+    parser.add_argument("--eps", type=float, default=0.1, help="finite-difference step of the first action")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    agent = dreamer2.load(args.logdir)
+    cfg, wm, ac = agent.cfg, agent.wm, agent.ac
+    if agent.discrete:
+        parser.error("this probe is for continuous actions")
+    wm.requires_grad_(False)
+    ac.requires_grad_(False)
+    replay = Replay(Path(args.logdir) / "episodes", cfg.replay.capacity, cfg.replay.length, False, seed=args.seed)
+    torch.manual_seed(args.seed)
+    with torch.no_grad():
+        data = wm.preprocess(replay.sample(4), agent.device)
+        post, _ = wm.rssm.observe(wm.encode(data), data["action"], data["is_first"])
+    start = {k: v.flatten(0, 1)[::4] for k, v in post.items()}  # [n, ...]
+    n, horizon, gamma = start["deter"].shape[0], cfg.behavior.horizon, cfg.behavior.discount
+    has_head = cfg.model.pred_discount
+
+    def imagined_return(actions, predicted_discount: bool, samples: int = 1, seed: int = 0) -> torch.Tensor:
+        """Mean over ``samples`` of the discounted imagined return [n]; ``actions(t, feat)`` acts."""
+        torch.manual_seed(seed)
+        state = {k: v.repeat_interleave(samples, 0) for k, v in start.items()}
+        total, weight = 0.0, 1.0
+        for t in range(horizon):
+            state = wm.rssm.img_step(state, actions(t, wm.rssm.feat(state)))
+            feat = wm.rssm.feat(state)
+            total = total + weight * wm.reward(feat).mode()
+            weight = weight * (wm.discount(feat).mean if predicted_discount else gamma)
+        total = total + weight * ac.slow_critic(wm.rssm.feat(state)).mode()
+        return total.reshape(n, samples).mean(1)
+
+    report = {}
+    with torch.no_grad():
+        feat = wm.rssm.feat(start)
+        dist, value = ac.actor(feat), ac.critic(feat).mode()
+        report["actor"] = {"abs_loc_mean": dist.loc.abs().mean().item(),
+                           "saturated_share": (dist.loc.abs() > 0.95).float().mean().item(),
+                           "loc_mean": dist.loc.mean().item(), "std_mean": dist.scale.mean().item()}
+        report["critic"] = {"value_mean": value.mean().item(), "value_std": value.std().item()}
+        returns = {"actor_mode": imagined_return(lambda t, f: ac.actor(f).mode(), has_head)}
+        for c in (-1.0, -0.5, 0.0, 0.5, 1.0):
+            returns[f"fixed_{c:+.1f}"] = imagined_return(lambda t, f, c=c: torch.full((n, agent.action_dim), c), has_head)
+        best_fixed = torch.stack([v for k, v in returns.items() if k.startswith("fixed")]).max(0).values
+        report["imagined_return"] = {k: v.mean().item() for k, v in returns.items()}
+        report["actor_beats_best_fixed_share"] = (returns["actor_mode"] > best_fixed).float().mean().item()
+
+    plan = torch.rand(n, horizon, agent.action_dim) - 0.5  # open loop, inside the bounds
+
+    def planned(delta):
+        return lambda t, f: (plan[:, t] + delta).repeat_interleave(args.samples, 0) if t == 0 else \
+            plan[:, t].repeat_interleave(args.samples, 0)
+
+    for label, predicted in (("discount_head", True), ("constant_discount", False)):
+        if predicted and not has_head:
+            continue
+        delta = torch.zeros(n, agent.action_dim, requires_grad=True)
+        grad = torch.autograd.grad(imagined_return(planned(delta), predicted, args.samples, 1).sum(), delta)[0].sum(-1)
+        with torch.no_grad():
+            step = torch.full((n, agent.action_dim), args.eps)
+            fd = sum((imagined_return(planned(step), predicted, args.samples, s)
+                      - imagined_return(planned(-step), predicted, args.samples, s)) / (2 * args.eps)
+                     for s in range(2, 6)) / 4
+        report[f"gradient_{label}"] = {"autograd_mean": grad.mean().item(), "finite_difference_mean": fd.mean().item(),
+                                       "sign_agreement": (grad.sign() == fd.sign()).float().mean().item(),
+                                       "correlation": torch.corrcoef(torch.stack([grad, fd]))[0, 1].item()}
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
