@@ -175,11 +175,7 @@ class TrainConfig:
 class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    envs: int = 1  # training envs; above 1 each runs in its own worker process (but see inline_env)
-    # With envs > 1, step the first env in the driver's own process and only the others in workers:
-    # the driver's process would otherwise sit idle while the workers step, a core in three on two
-    # cores. Off puts every env in a worker, so a hard crash of any env (a segfault) is survivable.
-    inline_env: bool = True
+    envs: int = 1  # training envs; above 1 each runs in its own worker process
     precision: str = "32"  # 32 | bf16 | 16: autocast of the networks (fp32 master weights); 16 adds a gradient scaler
     env: EnvConfig = field(default_factory=EnvConfig)
     rssm: RSSMConfig = field(default_factory=RSSMConfig)
@@ -202,7 +198,7 @@ class Config:
 
 # Keys that may change when a logdir is resumed: they say how long or how often, not what is learned.
 RESUMABLE_KEYS = frozenset({
-    "device", "envs", "inline_env", "train.steps", "train.eval_every", "train.eval_episodes", "train.log_every",
+    "device", "envs", "train.steps", "train.eval_every", "train.eval_episodes", "train.log_every",
     "train.checkpoint_every",
 })
 ENUMS = {

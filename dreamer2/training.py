@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import io
-import os
 import random
 import sys
 from functools import partial
@@ -288,23 +287,15 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
 
 
 def make_train_envs(task: Any, cfg: DictConfig, seed: int) -> list[GymAdapter | ProcessEnv]:
-    """``cfg.envs`` training envs, each seeded apart (env i: seed + i * 1,000,000, plus 1,000 per
-    restart of its worker) and each handing its own episodes to replay: the adapter itself for
-    one; for more, worker processes, except that with ``inline_env`` the first env is stepped in
-    this process while the workers step theirs."""
+    """``cfg.envs`` training envs: the adapter itself for one, worker processes for more, each
+    seeded apart (worker i: seed + i * 1,000,000, plus 1,000 per restart) and each handing its
+    own episodes to replay."""
     if cfg.envs == 1:
         return [make_env(task, cfg, seed=seed)]
     if not isinstance(task, str):
         raise config_lib.ConfigError("envs > 1 needs a task string (e.g. 'atari:Breakout'): each worker process makes "
                           "its own env, and an env object cannot be shared between processes")
-    first = 1 if cfg.inline_env else 0
-    envs: list[GymAdapter | ProcessEnv] = [
-        ProcessEnv(partial(_worker_env, task, cfg, seed + i * 1_000_000), f"env{i}") for i in range(first, cfg.envs)]
-    if cfg.inline_env:
-        # Render on one Mesa thread, as the workers do: together they already fill the cores.
-        os.environ.setdefault("LP_NUM_THREADS", "1")
-        envs.insert(0, make_env(task, cfg, seed=seed))
-    return envs
+    return [ProcessEnv(partial(_worker_env, task, cfg, seed + i * 1_000_000), f"env{i}") for i in range(cfg.envs)]
 
 
 def _worker_env(task: str, cfg: DictConfig, seed: int, restarts: int) -> GymAdapter:

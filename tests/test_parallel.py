@@ -64,35 +64,3 @@ def test_training_with_two_workers_and_a_custom_env_object_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="task string"):
         dreamer2.train(gymnasium.make("CartPole-v1"), preset="debug", steps=200, logdir=tmp_path / "obj",
                        overrides={"envs": 2}, progress=False)
-
-
-def test_inline_env_steps_in_the_driver_process_beside_workers_and_survives_their_crash():
-    from dreamer2.envs import GymAdapter
-    from dreamer2.training import make_train_envs
-
-    cfg = make_config("debug", {"envs": 3})
-    envs = make_train_envs("gym:CartPole-v1", cfg, seed=0)
-    try:
-        assert [type(e) for e in envs] == [GymAdapter, ProcessEnv, ProcessEnv]
-        # Env i is seeded seed + i * 1,000,000 wherever it runs: the inline env starts as worker 0 would.
-        alone = make_env("gym:CartPole-v1", cfg, seed=0)
-        assert np.array_equal(alone.reset()["vector"], envs[0].reset()["vector"])
-        episodes, crashes = [], []
-        driver = Driver(envs, [episodes.append], on_crash=lambda i, msg: crashes.append(i))
-        policy = random_policy(envs[0], np.random.default_rng(0))
-        driver(policy, steps=9)
-        os.kill(envs[1].pid, signal.SIGKILL)
-        envs[1]._process.join(timeout=5)
-        steps, _ = driver(policy, steps=300)
-        assert crashes == [1] and steps >= 300
-        assert all(e["is_first"][0] and e["is_last"][-1] for e in episodes)
-    finally:
-        for env in envs[1:]:
-            env.close()
-    cfg = make_config("debug", {"envs": 2, "inline_env": False})
-    envs = make_train_envs("gym:CartPole-v1", cfg, seed=0)
-    try:
-        assert [type(e) for e in envs] == [ProcessEnv, ProcessEnv]
-    finally:
-        for env in envs:
-            env.close()
