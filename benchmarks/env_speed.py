@@ -23,9 +23,9 @@ from dreamer2.replay import Replay
 from dreamer2.training import make_train_envs, random_policy
 
 
-def driver_fps(task: str, preset: str, steps: int, envs: int = 1) -> float:
+def driver_fps(task: str, preset: str, steps: int, envs: int = 1, overrides: dict | None = None) -> float:
     """Frames/s of the driver; ``envs`` > 1 uses worker processes (their start-up not timed)."""
-    cfg = make_config(preset, {"env.task": task, "envs": envs})
+    cfg = make_config(preset, {**(overrides or {}), "env.task": task, "envs": envs})
     workers = make_train_envs(task, cfg, seed=0)
     replay = Replay(tempfile.mkdtemp(), cfg.replay.capacity, cfg.replay.length)
     driver = Driver(workers, [replay.add])
@@ -62,16 +62,19 @@ def main() -> None:
     parser.add_argument("--preset", default="atari")
     parser.add_argument("--steps", type=int, default=5000, help="agent steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--envs", type=int, nargs="*", default=[], help="worker counts to compare with one env")
+    parser.add_argument("--envs", type=int, nargs="*", default=[], help="env counts to compare with one env")
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value (e.g. env.dmc.fast_render=true)")
     args = parser.parse_args()
+    from dreamer2.config import parse_overrides
+    overrides = parse_overrides([f"--{kv}" for kv in args.set])
     ours, bare, workers = [], [], {n: [] for n in args.envs}
     for _ in range(args.repeats):
         ours.append(driver_fps(args.task, args.preset, args.steps))
         for n in args.envs:
-            workers[n].append(driver_fps(args.task, args.preset, args.steps, n))
+            workers[n].append(driver_fps(args.task, args.preset, args.steps, n, overrides))
         if args.task.startswith("atari:"):
             bare.append(bare_ale_fps(args.task.split(":", 1)[1], 4 * args.steps))
-    result = {"task": args.task, "preset": args.preset, "steps": args.steps, "repeats": args.repeats,
+    result = {"task": args.task, "preset": args.preset, "steps": args.steps, "repeats": args.repeats, "overrides": overrides,
               "driver_frames_per_s": float(np.median(ours))}
     for n, runs in workers.items():
         result[f"envs{n}_frames_per_s"] = float(np.median(runs))
