@@ -34,8 +34,11 @@ TASKS = {
     # Pendulum's rewards reach -16 a step, so values run to the thousands, far more than a critic
     # trained with Adam at lr 2e-4 can follow in 1,000 updates (a run with raw rewards stayed at
     # about -1,280). tanh squashing (the reference's option) makes almost every reward -1 (-1,642).
-    # The reward target is scaled by 0.1 instead.
-    "pendulum": ("gym:Pendulum-v1", "small", 20_000, {"env.action_repeat": 2, "model.reward_scale": 0.1}, -250.0),
+    # The reward target is scaled by 0.1 instead. Pendulum never terminates, so no discount head
+    # (as the reference's DMC presets): with every reward negative, its gradient pushed the actor
+    # to one constant action the head read as an episode end (docs/diagnostics.md).
+    "pendulum": ("gym:Pendulum-v1", "small", 20_000,
+                 {"env.action_repeat": 2, "model.reward_scale": 0.1, "model.pred_discount": False}, -250.0),
     # Pixels: an update costs ~3x the vector one, so sequences of 32 and one update per 20 steps
     # keep 50k env steps within the hour (each step is still replayed ~25 times).
     "cartpole_pixels": ("gym:CartPole-v1", "small", 50_000,
