@@ -15,7 +15,7 @@ from torch import nn
 from .diagnostics import max_entropy
 from .distributions import MSEDist, OneHotDist, TruncNormalDist
 from .nets import MLPHead, OneHotFeat, stack_feat
-from .world_model import State, WorldModel, detach
+from .world_model import State, WorldModel
 
 
 def lambda_return(reward: torch.Tensor, value: torch.Tensor, discount: torch.Tensor,
@@ -90,15 +90,17 @@ class ActorCritic(nn.Module):
         # Features without gradient, from sampled one-hot states: layers over them gather their one-hots.
         gather = not dynamics_grad and wm.rssm.gatherable(start)
         state = start
-        feats, actions, logps, ents = [wm.rssm.feat(state, gather)], [], [], []
+        feat = wm.rssm.feat(state, gather)
+        feats, actions, logps, ents = [feat], [], [], []
         for _ in range(horizon):
-            dist = self.actor(wm.rssm.feat(detach(state), gather=True))
+            dist = self.actor(feat.detach())
             action = dist.sample()
             logps.append(dist.log_prob(action.detach()))
             ents.append(dist.entropy())
             with torch.set_grad_enabled(dynamics_grad and torch.is_grad_enabled()):
                 state = wm.rssm.img_step(state, action if dynamics_grad else action.detach())
-            feats.append(wm.rssm.feat(state, gather))
+                feat = wm.rssm.feat(state, gather)
+            feats.append(feat)
             actions.append(action)
         actions.insert(0, torch.zeros_like(actions[0]))
         return {"feat": stack_feat(feats, 1), "action": torch.stack(actions, 1),

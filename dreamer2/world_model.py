@@ -96,12 +96,16 @@ class RSSM(nn.Module):
         return (self.gather_onehot and "columns" in state
                 and not (torch.is_grad_enabled() and state["stoch"].requires_grad))
 
+    def _after_stoch(self, state: State, tail: torch.Tensor, gather: bool) -> torch.Tensor | OneHotFeat:
+        """``[stoch, tail]``; with ``gather``, a ``OneHotFeat`` where the state allows."""
+        if gather and self.gatherable(state):
+            return OneHotFeat(state["columns"], tail, self.stoch_dim)
+        stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]  # [..., stoch_dim]
+        return torch.cat([stoch, tail], -1)
+
     def feat(self, state: State, gather: bool = False) -> torch.Tensor | OneHotFeat:
         """``[stoch, deter]`` [..., feat_dim]; with ``gather``, a ``OneHotFeat`` where the state allows."""
-        if gather and self.gatherable(state):
-            return OneHotFeat(state["columns"], state["deter"], self.stoch_dim)
-        stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]  # [..., stoch_dim]
-        return torch.cat([stoch, state["deter"]], -1)  # [..., feat_dim]
+        return self._after_stoch(state, state["deter"], gather)
 
     def _stats(self, x: torch.Tensor) -> State:
         if self.discrete:
@@ -122,11 +126,7 @@ class RSSM(nn.Module):
 
     def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
         """Prior step: ``[stoch, action] -> Dense -> ELU -> GRU -> deter -> prior stats``."""
-        if self.gatherable(state):
-            x = self.img_in[1:](linear(self.img_in[0], OneHotFeat(state["columns"], action, self.stoch_dim)))
-        else:
-            stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]
-            x = self.img_in(torch.cat([stoch, action], -1))  # [N, hidden]
+        x = self.img_in[1:](linear(self.img_in[0], self._after_stoch(state, action, gather=True)))  # [N, hidden]
         deter = self.gru(x, state["deter"])  # [N, deter]
         stats = self._stats(self.img_out(deter))
         return {"deter": deter, **self._sample(stats, sample), **stats}
