@@ -77,6 +77,8 @@ class ActorCritic(nn.Module):
         grad = cfg.actor.grad
         self.grad = grad if grad != "auto" else ("reinforce" if discrete else "dynamics")
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        if cfg.actor.return_norm:  # EMA of the λ-returns' P95 - P5 (only then: older checkpoints stay loadable)
+            self.register_buffer("return_range", torch.zeros(()))
 
     def imagine(self, wm: WorldModel, start: State, horizon: int) -> dict[str, torch.Tensor]:
         """Roll the actor forward in latent space from start states [N, ...].
@@ -129,13 +131,14 @@ class ActorCritic(nn.Module):
             baseline = value[:, :-2].detach()
         else:
             baseline = (self.slow_critic if cfg.critic.slow_baseline else self.critic)(feat[:, :-2].detach()).mode()
-        advantage = (target[:, 1:] - baseline).detach()  # [N, H-1]
+        scale = self.return_scale(target) if cfg.actor.return_norm else 1.0
+        advantage = (target[:, 1:] - baseline).detach() / scale  # [N, H-1]
         reinforce = seq["logp"][:, :-1] * advantage
         mix = {"reinforce": 0.0, "dynamics": 1.0}.get(self.grad, cfg.actor.grad_mix)
         entropy = seq["entropy"][:, :-1]
         w = weight[:, :-2]
         # The loss split into its terms (they sum to it): what drives the actor, logged as is.
-        terms = {"reinforce": -(w * (1 - mix) * reinforce).mean(), "dynamics": -(w * mix * target[:, 1:]).mean(),
+        terms = {"reinforce": -(w * (1 - mix) * reinforce).mean(), "dynamics": -(w * mix * target[:, 1:] / scale).mean(),
                  "entropy": -(w * cfg.actor.entropy * entropy).mean()}
         actor_loss = terms["reinforce"] + terms["dynamics"] + terms["entropy"]
 
@@ -155,7 +158,22 @@ class ActorCritic(nn.Module):
             "behavior/imag_reward": reward.mean().detach(),
             "behavior/imag_discount": discount.mean().detach(),
         })
+        if cfg.actor.return_norm:
+            metrics["actor/return_scale"] = torch.as_tensor(scale)
         return actor_loss, critic_loss, metrics
+
+    def return_scale(self, target: torch.Tensor, decay: float = 0.99) -> torch.Tensor:
+        """``max(1, S)``: S an EMA of the 95th - 5th percentile range of the λ-returns (DreamerV3).
+
+        The EMA moves only while gradients are on (a training step), and starts at the first
+        batch's range rather than at zero, so early steps are not divided by a biased-low scale.
+        """
+        if torch.is_grad_enabled():
+            low, high = torch.quantile(target.detach().float().flatten(),
+                                       torch.tensor([0.05, 0.95], device=target.device))
+            first = bool(self.updates == 0)
+            self.return_range.copy_(high - low if first else decay * self.return_range + (1 - decay) * (high - low))
+        return self.return_range.clamp_min(1.0)
 
     def update_slow_critic(self) -> None:
         """Copy the critic into the slow critic every ``slow_target_update`` updates."""

@@ -126,6 +126,10 @@ class ActorConfig:
     grad: str = "auto"  # auto | reinforce | dynamics | both
     grad_mix: float = 0.1  # weight of the dynamics term when grad is 'both'
     entropy: float = 2e-3
+    # DreamerV3's return normalization (off in DreamerV2): the actor's return and advantage are
+    # divided by max(1, S), S an EMA (decay 0.99) of the λ-returns' 95th - 5th percentile, so the
+    # entropy bonus keeps its weight against returns of any scale.
+    return_norm: bool = False
 
 
 @dataclass

@@ -39,10 +39,10 @@ def test_cumulative_discount_weights():
     assert not w.requires_grad
 
 
-def _actor_critic(grad: str, discrete: bool):
+def _actor_critic(grad: str, discrete: bool, **overrides):
     from dreamer2.world_model import WorldModel
     import numpy as np
-    cfg = make_config("debug", {"actor.grad": grad})
+    cfg = make_config("debug", {"actor.grad": grad, **overrides})
     wm = WorldModel({"vector": ((3,), np.float32)}, 2, cfg)
     ac = ActorCritic(wm.rssm.feat_dim, 2, discrete, cfg)
     start = {k: v.detach() for k, v in wm.rssm.initial(6, "cpu").items()}
@@ -90,6 +90,35 @@ def test_slow_critic_hard_copy_every_n_updates():
     ac.update_slow_critic()  # update `every` copies
     for p, q in zip(ac.slow_critic.parameters(), ac.critic.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_return_scale_is_an_ema_of_the_percentile_range_floored_at_one():
+    _, ac, _ = _actor_critic("dynamics", False, **{"actor.return_norm": True})
+    target = torch.arange(101.0)[None]  # P5 = 5, P95 = 95 (linear interpolation): range 90
+    assert float(ac.return_scale(target)) == 90.0  # the first batch sets the EMA
+    ac.updates += 1
+    assert abs(float(ac.return_scale(torch.arange(11.0)[None])) - (0.99 * 90 + 0.01 * 9)) < 1e-4
+    with torch.no_grad():  # outside a training step the EMA holds still
+        assert abs(float(ac.return_scale(torch.zeros(1, 5))) - 89.19) < 1e-4
+    ac.return_range.fill_(0.3)
+    assert float(ac.return_scale(torch.zeros(1, 5))) == 1.0  # max(1, S): small ranges are not blown up
+
+
+def test_return_norm_divides_the_actor_return_terms_by_the_scale():
+    for grad in ("reinforce", "dynamics"):
+        terms = {}
+        for norm in (False, True):
+            torch.manual_seed(0)
+            wm, ac, start = _actor_critic(grad, grad == "reinforce", **{"actor.return_norm": norm})
+            with torch.no_grad():  # values spread over tens, so that the scale is well above its floor of 1
+                ac.slow_critic.net.out.weight.mul_(100.0)
+            _, _, metrics = ac.losses(wm, start, torch.zeros(6))
+            terms[norm] = metrics
+        scale = float(terms[True]["actor/return_scale"])
+        assert scale > 2.0
+        term = f"actor/{grad}_term"
+        torch.testing.assert_close(terms[True][term] * scale, terms[False][term])
+        torch.testing.assert_close(terms[True]["actor/entropy_term"], terms[False]["actor/entropy_term"])
 
 
 def test_logged_actor_terms_add_up_to_the_actor_loss():
