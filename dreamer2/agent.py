@@ -200,7 +200,8 @@ class Agent(nn.Module):
         sample = mode == "train" or not self.cfg.train.eval_state_mean
         with self.autocast():
             embed = self.wm.encode(data)[:, 0]  # [N, E]
-            latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=sample)
+            latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=sample,
+                                                 with_prior=False)
             dist = self.ac.actor(self.wm.rssm.feat(latent, gather=True))
         action = dist.sample() if mode == "train" else dist.mode()
         noise = self.cfg.train.expl_noise if mode == "train" else self.cfg.train.eval_noise

@@ -124,10 +124,14 @@ class RSSM(nn.Module):
             return {"stoch": stats["mean"]}
         return {"stoch": stats["mean"] + stats["std"] * torch.randn_like(stats["std"])}
 
-    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
-        """Prior step: ``[stoch, action] -> Dense -> ELU -> GRU -> deter -> prior stats``."""
+    def recur(self, state: State, action: torch.Tensor) -> torch.Tensor:
+        """The deterministic step: ``[stoch, action] -> Dense -> ELU -> GRU -> deter`` [N, deter]."""
         x = self.img_in[1:](linear(self.img_in[0], self._after_stoch(state, action, gather=True)))  # [N, hidden]
-        deter = self.gru(x, state["deter"])  # [N, deter]
+        return self.gru(x, state["deter"])
+
+    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
+        """Prior step: ``recur`` and the prior's stats and sample from ``deter``."""
+        deter = self.recur(state, action)  # [N, deter]
         stats = self._stats(self.img_out(deter))
         return {"deter": deter, **self._sample(stats, sample), **stats}
 
@@ -139,18 +143,24 @@ class RSSM(nn.Module):
         return F.linear(embed, first.weight[:, self.deter:], first.bias)
 
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
-                 sample: bool = True, embed_part: torch.Tensor | None = None) -> tuple[State, State]:
-        """Posterior step. ``is_first`` zeroes the previous state and action (episode reset)."""
+                 sample: bool = True, embed_part: torch.Tensor | None = None, with_prior: bool = True
+                 ) -> tuple[State, State | None]:
+        """Posterior step. ``is_first`` zeroes the previous state and action (episode reset).
+
+        Acting needs no prior: ``with_prior=False`` skips its head and sample (a quarter of the
+        RSSM's weights, read for nothing at every env step) and returns None in its place.
+        """
         keep = 1.0 - is_first.to(action.dtype)  # [N]
         # A reset state is zeros, not one-hot: its columns no longer say what it holds.
         state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items() if k != "columns"}
         action = action * keep[:, None]
-        prior = self.img_step(state, action, sample)
+        prior = self.img_step(state, action, sample) if with_prior else None
+        deter = prior["deter"] if with_prior else self.recur(state, action)
         if embed_part is None:
             embed_part = self.embed_part(embed)
-        x = F.linear(prior["deter"], self.obs_out.trunk[0].weight[:, :self.deter]) + embed_part
+        x = F.linear(deter, self.obs_out.trunk[0].weight[:, :self.deter]) + embed_part
         stats = self._stats(self.obs_out.out(self.obs_out.trunk[1:](x)).float())
-        post = {"deter": prior["deter"], **self._sample(stats, sample), **stats}
+        post = {"deter": deter, **self._sample(stats, sample), **stats}
         return post, prior
 
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,

@@ -209,3 +209,17 @@ def test_sampled_states_name_their_one_hot_columns():
     post, _ = rssm.obs_step(state, torch.zeros(6, 2), torch.randn(6, 5), torch.ones(6))
     assert torch.equal(post["deter"], rssm.obs_step(rssm.initial(6, "cpu"), torch.zeros(6, 2), torch.randn(6, 5),
                                                     torch.zeros(6))[0]["deter"])
+
+
+def test_obs_step_without_prior_gives_the_same_posterior():
+    # Acting skips the prior's head; the posterior must not change.
+    rssm = _rssm()
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) for k, v in rssm.initial(4, "cpu").items()}
+    action, embed, is_first = torch.randn(4, 2), torch.randn(4, 8), torch.tensor([1.0, 0.0, 0.0, 0.0])
+    post, prior = rssm.obs_step(state, action, embed, is_first, sample=False)
+    fast, none = rssm.obs_step(state, action, embed, is_first, sample=False, with_prior=False)
+    assert none is None and prior is not None
+    assert post.keys() == fast.keys()
+    for key in post:
+        assert torch.equal(post[key], fast[key]), key
