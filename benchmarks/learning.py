@@ -36,9 +36,13 @@ TASKS = {
     # about -1,280). tanh squashing (the reference's option) makes almost every reward -1 (-1,642).
     # The reward target is scaled by 0.1 instead. Pendulum never terminates, so no discount head
     # (as the reference's DMC presets): with every reward negative, its gradient pushed the actor
-    # to one constant action the head read as an episode end (docs/diagnostics.md).
+    # to one constant action the head read as an episode end (docs/diagnostics.md). DreamerV3's
+    # return normalization keeps the entropy bonus's weight: without it the actor's std fell to its
+    # minimum and its tanh mean saturated at one bound (-911); one update per 5 agent steps is the
+    # reference's DMC ratio (2,000 updates instead of 1,000).
     "pendulum": ("gym:Pendulum-v1", "small", 20_000,
-                 {"env.action_repeat": 2, "model.reward_scale": 0.1, "model.pred_discount": False}, -250.0),
+                 {"env.action_repeat": 2, "model.reward_scale": 0.1, "model.pred_discount": False,
+                  "actor.return_norm": True, "train.train_every": 5}, -250.0),
     # Pixels: an update costs ~3x the vector one, so sequences of 32 and one update per 20 steps
     # keep 50k env steps within the hour (each step is still replayed ~25 times).
     "cartpole_pixels": ("gym:CartPole-v1", "small", 50_000,
