@@ -83,32 +83,29 @@ class ActorCritic(nn.Module):
     def imagine(self, wm: WorldModel, start: State, horizon: int) -> dict[str, torch.Tensor]:
         """Roll the actor forward in latent space from start states [N, ...].
 
-        Returns batch-first [N, H+1, ...] features and actions (action t led to state t; the
+        Returns batch-first [N, H+1, ...] features (a ``OneHotFeat`` when no gradient flows
+        through the dynamics) and actions (action t led to state t; the
         start's action is zeros), plus per-step log-probabilities and entropies [N, H] of the
-        policy at states 0..H-1, computed once here and reused by the actor loss. ``feat``
-        carries the dynamics gradient where the actor uses it; ``input`` is the same features
-        without gradient, for the actor's and critic's own inputs. Features without gradient of
-        sampled one-hot states are ``OneHotFeat``s: layers over them gather their one-hots.
+        policy at states 0..H-1, computed once here and reused by the actor loss.
         """
         dynamics_grad = self.grad in ("dynamics", "both")
-        gather = wm.rssm.gatherable({k: v.detach() for k, v in start.items()})  # one kind of feature for all steps
-        detach = lambda state: wm.rssm.feat({k: v.detach() for k, v in state.items()}, gather)
+        # Features without gradient, from sampled one-hot states: layers over them gather their one-hots.
+        gather = not dynamics_grad and wm.rssm.gatherable(start)
         state = start
-        feat = wm.rssm.feat(state, gather and not dynamics_grad)
-        feats, inputs, actions, logps, ents = [feat], [detach(state)], [], [], []
+        feat = wm.rssm.feat(state, gather)
+        feats, actions, logps, ents = [feat], [], [], []
         for _ in range(horizon):
-            dist = self.actor(inputs[-1])
+            dist = self.actor(feat.detach())
             action = dist.sample()
             logps.append(dist.log_prob(action.detach()))
             ents.append(dist.entropy())
             with torch.set_grad_enabled(dynamics_grad and torch.is_grad_enabled()):
                 state = wm.rssm.img_step(state, action if dynamics_grad else action.detach())
-                feat = wm.rssm.feat(state, gather and not dynamics_grad)
+                feat = wm.rssm.feat(state, gather)
             feats.append(feat)
-            inputs.append(detach(state) if dynamics_grad else feat)
             actions.append(action)
         actions.insert(0, torch.zeros_like(actions[0]))
-        return {"feat": stack_feat(feats, 1), "input": stack_feat(inputs, 1), "action": torch.stack(actions, 1),
+        return {"feat": stack_feat(feats, 1), "action": torch.stack(actions, 1),
                 "logp": torch.stack(logps, 1), "entropy": torch.stack(ents, 1)}
 
     def losses(self, wm: WorldModel, start: State, is_terminal: torch.Tensor
@@ -133,7 +130,7 @@ class ActorCritic(nn.Module):
         if cfg.critic.slow_baseline and cfg.critic.slow_target:  # the same network on the same features: reuse
             baseline = value[:, :-2].detach()
         else:
-            baseline = (self.slow_critic if cfg.critic.slow_baseline else self.critic)(seq["input"][:, :-2]).mode()
+            baseline = (self.slow_critic if cfg.critic.slow_baseline else self.critic)(feat[:, :-2].detach()).mode()
         scale = self.return_scale(target) if cfg.actor.return_norm else 1.0
         advantage = (target[:, 1:] - baseline).detach() / scale  # [N, H-1]
         reinforce = seq["logp"][:, :-1] * advantage
@@ -146,7 +143,7 @@ class ActorCritic(nn.Module):
         actor_loss = terms["reinforce"] + terms["dynamics"] + terms["entropy"]
 
         # Critic: regress the λ-return from the imagined features.
-        critic_dist = self.critic(seq["input"][:, :-1])
+        critic_dist = self.critic(feat[:, :-1].detach())
         critic_loss = -(critic_dist.log_prob(target.detach()) * weight[:, :-1]).mean()
 
         metrics = {f"actor/{k}_term": v.detach() for k, v in terms.items()}
