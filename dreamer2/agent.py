@@ -202,7 +202,8 @@ class Agent(nn.Module):
             embed = self.wm.encode(data)[:, 0]  # [N, E]
             latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=sample,
                                                  with_prior=False)
-            dist = self.ac.actor(self.wm.rssm.feat(latent))  # dense: for a few envs one GEMV beats gathering (5.12 vs 5.34 ms, atari)
+            # Dense features: for a few envs one GEMV beats gathering through a transposed weight copy.
+            dist = self.ac.actor(self.wm.rssm.feat(latent))
         action = dist.sample() if mode == "train" else dist.mode()
         noise = self.cfg.train.expl_noise if mode == "train" else self.cfg.train.eval_noise
         action = self._noise(action, noise)

@@ -132,13 +132,14 @@ class ActorCritic(nn.Module):
         else:
             baseline = (self.slow_critic if cfg.critic.slow_baseline else self.critic)(feat[:, :-2].detach()).mode()
         scale = self.return_scale(target) if cfg.actor.return_norm else 1.0
-        advantage = (target[:, 1:] - baseline).detach() / scale  # [N, H-1]
+        ret = target[:, 1:] / scale  # the actor's return, normalized once for both of its terms
+        advantage = (ret - baseline / scale).detach()  # [N, H-1]
         reinforce = seq["logp"][:, :-1] * advantage
         mix = {"reinforce": 0.0, "dynamics": 1.0}.get(self.grad, cfg.actor.grad_mix)
         entropy = seq["entropy"][:, :-1]
         w = weight[:, :-2]
         # The loss split into its terms (they sum to it): what drives the actor, logged as is.
-        terms = {"reinforce": -(w * (1 - mix) * reinforce).mean(), "dynamics": -(w * mix * target[:, 1:] / scale).mean(),
+        terms = {"reinforce": -(w * (1 - mix) * reinforce).mean(), "dynamics": -(w * mix * ret).mean(),
                  "entropy": -(w * cfg.actor.entropy * entropy).mean()}
         actor_loss = terms["reinforce"] + terms["dynamics"] + terms["entropy"]
 

@@ -154,8 +154,11 @@ class RSSM(nn.Module):
         # A reset state is zeros, not one-hot: its columns no longer say what it holds.
         state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items() if k != "columns"}
         action = action * keep[:, None]
-        prior = self.img_step(state, action, sample) if with_prior else None
-        deter = prior["deter"] if with_prior else self.recur(state, action)
+        if with_prior:
+            prior = self.img_step(state, action, sample)
+            deter = prior["deter"]
+        else:
+            prior, deter = None, self.recur(state, action)
         if embed_part is None:
             embed_part = self.embed_part(embed)
         x = F.linear(deter, self.obs_out.trunk[0].weight[:, :self.deter]) + embed_part
