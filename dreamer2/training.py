@@ -219,7 +219,10 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
 
     def run_eval(at: int) -> None:
         """Evaluation episodes, their scores, and the videos: eval_policy, train_policy, openl."""
-        stats, frames = evaluate(agent, eval_env, tc.eval_episodes, record=tc.videos)
+        if tc.videos:
+            stats, frames = evaluate(agent, eval_env, tc.eval_episodes, record=True)
+        else:
+            stats = evaluate(agent, eval_env, tc.eval_episodes)
         scores = {"return": stats["return_mean"], "length": stats["length_mean"]}
         if cfg.env.task.startswith("atari:"):
             scores["human_normalized"] = human_normalized(cfg.env.task, stats["return_mean"])

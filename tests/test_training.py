@@ -46,7 +46,9 @@ def test_smoke_cartpole_vector_and_api(tmp_path):
 def test_smoke_pixels_continuous_and_custom_env(tmp_path):
     import gymnasium
     dreamer2.train(lambda: gymnasium.make("Pendulum-v1"), preset="debug", steps=250, logdir=tmp_path / "pend",
-                   progress=False)
+                   overrides={"train.videos": False}, progress=False)
+    assert "eval/return" in set().union(*map(json.loads, open(tmp_path / "pend" / "metrics.jsonl")))
+    assert not (tmp_path / "pend" / "videos").exists()
     agent = dreamer2.train("gym:CartPole-v1", preset="debug", steps=250, logdir=tmp_path / "pix",
                            overrides={"env.pixels": True}, progress=False)
     assert agent.wm.enc_cnn == ["image"]
