@@ -156,6 +156,9 @@ class ReplayConfig:
     batch: int = 16
     length: int = 50
     prioritize_ends: bool = True
+    # episode: draw an episode uniformly (the reference, which drops episodes under 50 steps);
+    # step: draw it in proportion to its length, so that kept short episodes weigh by their steps.
+    uniform: str = "episode"
 
 
 @dataclass
@@ -211,6 +214,7 @@ ENUMS = {
     "model.clip_rewards": ("identity", "tanh"),
     "actor.dist": ("auto", "onehot", "trunc_normal"),
     "actor.grad": ("auto", "reinforce", "dynamics", "both"),
+    "replay.uniform": ("episode", "step"),
 }
 
 

@@ -182,7 +182,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
     keep_freed_memory()
     device = resolve_device(cfg.device)
     replay = Replay(logdir / "episodes", cfg.replay.capacity, cfg.replay.length, cfg.replay.prioritize_ends,
-                    seed=cfg.seed)
+                    seed=cfg.seed, uniform=cfg.replay.uniform)
     task = env if env is not None else cfg.env.task
     train_envs = make_train_envs(task, cfg, seed=cfg.seed + replay.total_episodes)
     train_env = train_envs[0]

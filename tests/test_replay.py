@@ -100,3 +100,17 @@ def test_sampling_is_seeded(tmp_path):
     a = Replay(tmp_path, capacity=100, length=6, seed=3).sample(4)
     b = Replay(tmp_path, capacity=100, length=6, seed=3).sample(4)
     np.testing.assert_array_equal(a["vector"], b["vector"])
+
+
+@pytest.mark.parametrize("uniform, share", [("episode", 0.5), ("step", 0.9)])
+def test_uniform_over_episodes_or_steps(tmp_path, uniform, share):
+    replay = Replay(tmp_path, capacity=1000, length=5, prioritize_ends=False, seed=0, uniform=uniform)
+    replay.add(episode(9, start=0))  # 10 observations
+    replay.add(episode(89, start=1000))  # 90 observations
+    first = replay.sample(4000)["vector"][:, 0, 0]
+    assert abs((first >= 1000).mean() - share) < 0.03  # the long episode's share of the draws
+
+
+def test_unknown_uniform_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="uniform"):
+        Replay(tmp_path, capacity=10, length=5, uniform="steps")
