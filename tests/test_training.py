@@ -192,9 +192,12 @@ def test_mixed_precision_keeps_fp32_weights_and_outputs_and_saves_the_scaler(tmp
 
 
 def test_keep_freed_memory_reuses_freed_blocks_without_page_faults():
-    """After keep_freed_memory() a freed 64 MB block is reused: allocating and touching it again
-    faults in (almost) no pages, where glibc's default maps and zeroes it anew each time. The
-    fewest faults of three tries count: now and then the heap is still given back (not understood)."""
+    """After keep_freed_memory() freed 64 MB blocks are reused: once the heap has settled,
+    allocating and touching a block again faults in no pages, where glibc's default maps and
+    zeroes it anew each time; and the heap stays bounded. It settles only after a few cycles:
+    a freed block next to a later small allocation cannot take a posix_memalign request of the
+    same size (which asks for the alignment on top), so the heap grows by a few blocks (measured
+    here: 1-6 of 64 MB, within 15 cycles) before every request finds a free one."""
     import subprocess
     import sys
     code = """
@@ -206,12 +209,17 @@ def faults_of_a_fresh_block():
     block.fill_(1)
     del block
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-faults_of_a_fresh_block()
-default = min(faults_of_a_fresh_block() for _ in range(3))
+def settled_faults():
+    [faults_of_a_fresh_block() for _ in range(15)]
+    return sum(faults_of_a_fresh_block() for _ in range(5))
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+default = settled_faults()
 assert keep_freed_memory()
-faults_of_a_fresh_block()
-print(default, min(faults_of_a_fresh_block() for _ in range(3)))
+start = resident_mb()
+print(default, settled_faults(), resident_mb() - start)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    default, kept = map(int, out.split())
-    assert default > 10_000 and kept < 500, (default, kept)  # 64 MB is 16,384 pages of 4 KB
+    default, kept, grown_mb = map(int, out.split())
+    assert default > 5 * 10_000 and kept < 500, (default, kept)  # 5 blocks of 16,384 pages of 4 KB
+    assert grown_mb < 10 * 64, grown_mb  # the heap keeps a few blocks, not one for each of the 20 cycles
