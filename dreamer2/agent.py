@@ -201,9 +201,10 @@ class Agent(nn.Module):
         with self.autocast():
             embed = self.wm.encode(data)[:, 0]  # [N, E]
             latent, _ = self.wm.rssm.obs_step(latent, action, embed, data["is_first"][:, 0], sample=sample,
-                                                 with_prior=False)
-            # Dense features: for a few envs one GEMV beats gathering through a transposed weight copy.
-            dist = self.ac.actor(self.wm.rssm.feat(latent))
+                                                 with_prior=False, resets=bool(np.any(obs["is_first"])))
+            # The one-hot latents as the columns they set: the actor's first layer gathers 32 rows
+            # of its cached weight table instead of reading all 1,024 (nets.onehot_table).
+            dist = self.ac.actor(self.wm.rssm.feat(latent, gather=True))
         action = dist.sample() if mode == "train" else dist.mode()
         noise = self.cfg.train.expl_noise if mode == "train" else self.cfg.train.eval_noise
         action = self._noise(action, noise)

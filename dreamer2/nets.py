@@ -57,12 +57,30 @@ def stack_feat(feats: list[torch.Tensor] | list[OneHotFeat], dim: int) -> torch.
     return torch.stack(feats, dim)
 
 
+def onehot_table(layer: nn.Linear, width: int) -> torch.Tensor:
+    """The one-hot block's weight columns as rows, ``[width, out]``, for ``embedding_bag``.
+
+    Where no gradient reaches the weight (acting, evaluation) the copy is kept on the layer and
+    made again only when the weight has changed (an optimizer step or a load bumps its
+    ``_version``): at one env step a 1,024 x 600 copy costs more than the dense product it saves.
+    """
+    if torch.is_grad_enabled() and layer.weight.requires_grad:
+        return layer.weight[:, :width].t().contiguous()  # in the graph: the weight's gradient flows
+    weight = layer.weight
+    key = (weight.data_ptr(), weight._version, width, weight.dtype)
+    cached = getattr(layer, "_onehot_table", None)
+    if cached is None or cached[0] != key:
+        cached = (key, weight.detach()[:, :width].t().contiguous())
+        layer._onehot_table = cached
+    return cached[1]
+
+
 def linear(layer: nn.Linear, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
     """``layer(x)``, where a ``OneHotFeat`` reads only the weight columns its one-hots select."""
     if not isinstance(x, OneHotFeat):
         return layer(x)
     lead, slots = x.columns.shape[:-1], x.columns.shape[-1]
-    table = layer.weight[:, :x.width].t().contiguous()  # [width, out]: one row per one-hot column
+    table = onehot_table(layer, x.width)  # [width, out]: one row per one-hot column
     picked = F.embedding_bag(x.columns.reshape(-1, slots), table, mode="sum").reshape(*lead, -1)  # [..., out]
     return picked + F.linear(x.dense, layer.weight[:, x.width:], layer.bias)
 
@@ -116,8 +134,36 @@ class ConvEncoder(nn.Module):
         """image [..., C, H, W] float in [-0.5, 0.5] -> [..., out_dim]."""
         lead = image.shape[:-3]
         x = image.reshape(-1, *image.shape[-3:]).contiguous(memory_format=torch.channels_last)
-        x = self.net(x)  # [N, 8*depth, h, w]
+        if torch.is_grad_enabled() or x.device.type != "cpu":
+            x = self.net(x)  # [N, 8*depth, h, w]
+        else:
+            for layer in self.net:
+                x = conv_as_gemm(layer, x) if isinstance(layer, nn.Conv2d) and few_outputs(layer, x) else layer(x)
         return x.reshape(*lead, -1)  # [..., out_dim], flattened in (C, h, w) order as without channels_last
+
+
+def few_outputs(conv: nn.Conv2d, x: torch.Tensor, most: int = 16) -> bool:
+    """Whether a convolution has at most ``most`` output positions in all (the encoder's last
+    layer when acting: 2x2 per image). oneDNN's convolution is slow there (1.2 ms for 192x6x6 ->
+    384x2x2 at batch 1 inside a policy step), where it is one small GEMM over the weight."""
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    plain = conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
+    return plain and x.shape[0] * ((x.shape[2] - kh) // sh + 1) * ((x.shape[3] - kw) // sw + 1) <= most
+
+
+def conv_as_gemm(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a 'valid', undilated, ungrouped convolution of a channels_last input, as
+    one GEMM of its patches: the same sums (in another order). The channels_last weight is
+    [out, kh, kw, in] in memory, so it serves as the GEMM's matrix without a copy."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    nhwc = x.permute(0, 2, 3, 1).contiguous()  # [N, H, W, C]: a view when x is channels_last
+    sn, sy, sx, sc = nhwc.stride()
+    patches = nhwc.as_strided((n, oh, ow, kh, kw, c), (sn, sh * sy, sw * sx, sy, sx, sc))  # [N, oh, ow, kh, kw, C]
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # [out, kh * kw * C]
+    out = F.linear(patches.reshape(n, oh, ow, -1), weight, conv.bias)  # [N, oh, ow, out]
+    return out.permute(0, 3, 1, 2)  # [N, out, oh, ow], channels_last in memory
 
 
 class ConvDecoder(nn.Module):

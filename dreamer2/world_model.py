@@ -143,16 +143,20 @@ class RSSM(nn.Module):
         return F.linear(embed, first.weight[:, self.deter:], first.bias)
 
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
-                 sample: bool = True, embed_part: torch.Tensor | None = None, with_prior: bool = True
-                 ) -> tuple[State, State | None]:
+                 sample: bool = True, embed_part: torch.Tensor | None = None, with_prior: bool = True,
+                 resets: bool = True) -> tuple[State, State | None]:
         """Posterior step. ``is_first`` zeroes the previous state and action (episode reset).
 
         Acting needs no prior: ``with_prior=False`` skips its head and sample (a quarter of the
         RSSM's weights, read for nothing at every env step) and returns None in its place.
+        ``resets=False`` says that no ``is_first`` is set (the caller knows it without a device
+        sync), so the state's one-hot ``columns`` stay valid and the input layer can gather them.
         """
         keep = 1.0 - is_first.to(action.dtype)  # [N]
         # A reset state is zeros, not one-hot: its columns no longer say what it holds.
-        state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items() if k != "columns"}
+        columns = {} if resets or "columns" not in state else {"columns": state["columns"]}
+        state = {**{k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items() if k != "columns"},
+                 **columns}
         action = action * keep[:, None]
         if with_prior:
             prior = self.img_step(state, action, sample)

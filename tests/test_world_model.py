@@ -171,6 +171,29 @@ def test_channels_last_convolutions_match_the_plain_layout():
             torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=name)
 
 
+def test_acting_encoder_computes_small_convolutions_as_gemms_with_the_same_output():
+    """Without gradient (acting) convolutions with few output positions run as one GEMM of their
+    patches (nets.conv_as_gemm): the same function as the convolution, with and without norm."""
+    from dreamer2.nets import ConvEncoder, conv_as_gemm, few_outputs
+    torch.manual_seed(0)
+    for norm in (False, True):
+        encoder = ConvEncoder(3, 4, [4, 4, 4, 4], (64, 64), norm=norm)
+        for batch in (1, 3, 5):  # 2x2 outputs per image: the last layer is a GEMM for batch <= 4
+            x = torch.rand(batch, 3, 64, 64) - 0.5
+            with torch.no_grad():
+                torch.testing.assert_close(encoder(x), _conv_forward(encoder, x), atol=1e-5, rtol=1e-4)
+    conv = torch.nn.Conv2d(6, 7, (4, 3), stride=(2, 1)).to(memory_format=torch.channels_last)
+    x = torch.randn(3, 6, 9, 5).contiguous(memory_format=torch.channels_last)  # 3 x 3 outputs per image
+    torch.testing.assert_close(conv_as_gemm(conv, x), conv(x), atol=1e-5, rtol=1e-4)
+    assert few_outputs(conv, x[:1], most=24) and not few_outputs(conv, x, most=24)  # 9 <= 24 < 27
+
+
+def _conv_forward(encoder, x):
+    """The encoder's plain path: every layer a convolution."""
+    with torch.enable_grad():
+        return encoder(x).detach()
+
+
 def _plain_forward(module, x):
     from dreamer2.nets import ConvDecoder
     if isinstance(module, ConvDecoder):
@@ -196,6 +219,42 @@ def test_one_hot_feat_linear_gathers_the_same_sum_and_gradients():
     g_plain = torch.autograd.grad(layer(full).square().sum(), [layer.weight, layer.bias, dense])
     for a, b in zip(g_fast, g_plain):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_one_hot_table_is_cached_without_gradient_and_follows_weight_updates():
+    """Acting reuses the transposed one-hot block of a layer's weight; an optimizer step (an
+    in-place update) must make it fresh, or the policy would act with stale weights."""
+    from dreamer2.nets import OneHotFeat, linear
+    torch.manual_seed(0)
+    index = torch.randint(0, 4, (5, 3))
+    feat = OneHotFeat(index + torch.arange(3) * 4, torch.randn(5, 6), 12)
+    layer = torch.nn.Linear(18, 9)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1)
+    for _ in range(2):
+        with torch.no_grad():
+            out, table = linear(layer, feat), layer._onehot_table[1]
+            torch.testing.assert_close(out, layer(feat.to_dense()), atol=1e-6, rtol=1e-5)
+            assert linear(layer, feat) is not None and layer._onehot_table[1] is table  # reused
+        opt.zero_grad()
+        linear(layer, feat).square().sum().backward()  # with gradient: through the weight, no cache
+        assert layer.weight.grad is not None and layer.weight.grad[:, :12].abs().sum() > 0
+        opt.step()
+    with torch.no_grad():
+        torch.testing.assert_close(linear(layer, feat), layer(feat.to_dense()), atol=1e-6, rtol=1e-5)
+
+
+def test_obs_step_without_resets_keeps_the_columns_and_the_posterior():
+    torch.manual_seed(0)
+    rssm = RSSM(action_dim=2, embed_dim=5, deter=8, hidden=8, stoch=4, discrete=3)
+    state = rssm.img_step(rssm.initial(6, "cpu"), torch.zeros(6, 2))
+    action, embed = torch.randn(6, 2), torch.randn(6, 5)
+    with torch.no_grad():
+        dense, _ = rssm.obs_step(state, action, embed, torch.zeros(6), sample=False, with_prior=False)
+        gathered, _ = rssm.obs_step(state, action, embed, torch.zeros(6), sample=False, with_prior=False,
+                                    resets=False)
+    assert "_onehot_table" in vars(rssm.img_in[0])  # the input layer gathered the columns
+    for key in dense:
+        torch.testing.assert_close(gathered[key], dense[key], atol=1e-6, rtol=1e-5)
 
 
 def test_sampled_states_name_their_one_hot_columns():
