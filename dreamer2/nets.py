@@ -64,9 +64,9 @@ def onehot_table(layer: nn.Linear, width: int) -> torch.Tensor:
     made again only when the weight has changed (an optimizer step or a load bumps its
     ``_version``): at one env step a 1,024 x 600 copy costs more than the dense product it saves.
     """
-    if torch.is_grad_enabled() and layer.weight.requires_grad:
-        return layer.weight[:, :width].t().contiguous()  # in the graph: the weight's gradient flows
     weight = layer.weight
+    if torch.is_grad_enabled() and weight.requires_grad:
+        return weight[:, :width].t().contiguous()  # in the graph: the weight's gradient flows
     key = (weight.data_ptr(), weight._version, width, weight.dtype)
     cached = getattr(layer, "_onehot_table", None)
     if cached is None or cached[0] != key:
@@ -146,18 +146,24 @@ def few_outputs(conv: nn.Conv2d, x: torch.Tensor, most: int = 16) -> bool:
     """Whether a convolution has at most ``most`` output positions in all (the encoder's last
     layer when acting: 2x2 per image). oneDNN's convolution is slow there (1.2 ms for 192x6x6 ->
     384x2x2 at batch 1 inside a policy step), where it is one small GEMM over the weight."""
-    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
     plain = conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
-    return plain and x.shape[0] * ((x.shape[2] - kh) // sh + 1) * ((x.shape[3] - kw) // sw + 1) <= most
+    oh, ow = _valid_output_size(conv, x)
+    return plain and x.shape[0] * oh * ow <= most
+
+
+def _valid_output_size(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
+    """Output height and width of an unpadded convolution of ``x`` [N, C, H, W]."""
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    return (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
 
 
 def conv_as_gemm(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a 'valid', undilated, ungrouped convolution of a channels_last input, as
     one GEMM of its patches: the same sums (in another order). The channels_last weight is
     [out, kh, kw, in] in memory, so it serves as the GEMM's matrix without a copy."""
-    n, c, h, w = x.shape
+    n, c = x.shape[:2]
     (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    oh, ow = _valid_output_size(conv, x)
     nhwc = x.permute(0, 2, 3, 1).contiguous()  # [N, H, W, C]: a view when x is channels_last
     sn, sy, sx, sc = nhwc.stride()
     patches = nhwc.as_strided((n, oh, ow, kh, kw, c), (sn, sh * sy, sw * sx, sy, sx, sc))  # [N, oh, ow, kh, kw, C]

@@ -154,9 +154,8 @@ class RSSM(nn.Module):
         """
         keep = 1.0 - is_first.to(action.dtype)  # [N]
         # A reset state is zeros, not one-hot: its columns no longer say what it holds.
-        columns = {} if resets or "columns" not in state else {"columns": state["columns"]}
-        state = {**{k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items() if k != "columns"},
-                 **columns}
+        state = {k: v if k == "columns" else v * keep.reshape(-1, *([1] * (v.dim() - 1)))
+                 for k, v in state.items() if k != "columns" or not resets}
         action = action * keep[:, None]
         if with_prior:
             prior = self.img_step(state, action, sample)
