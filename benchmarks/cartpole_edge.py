@@ -68,7 +68,11 @@ def foresight(agent, logdir: Path, count: int) -> None:
         for t in range(start + 1, len(cont)):
             state = wm.rssm.img_step(state, data["action"][:, t], sample=False)
             feat = wm.rssm.feat(state)
-            xs.append(wm.decode(feat)["vector"].mean[0, 0].item())
+            x = wm.decode(feat)["vector"].mean[0, 0]
+            if agent.cfg.model.obs_norm:  # the decoder predicts standardized vectors
+                mean, std = wm.obs_scale("vector")
+                x = x * std[0] + mean[0]
+            xs.append(x.item())
             conts.append(wm.discount(feat).mean.item())
         open_loop.append((episode["vector"][start + 1:, 0], xs, conts))
     if not at_end:

@@ -118,6 +118,7 @@ class Agent(nn.Module):
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One gradient step on every part from a replay batch of [B, T, ...] arrays."""
         clock = Clock(self.device)
+        self.wm.update_obs_stats(batch)
         data = self.wm.preprocess(batch, self.device)
         with self.autocast():
             wm_loss, post, metrics = self.wm.loss(data)

@@ -105,6 +105,11 @@ class ModelConfig:
     pred_discount: bool = True  # learn a discount head; off uses behavior.discount everywhere
     clip_rewards: str = "identity"  # identity | tanh: transform of the reward target
     reward_scale: float = 1.0  # multiplies the reward target before the transform (not in the reference)
+    # Standardize vector observations (encoder input and decoder target) by their running mean and
+    # std over the training batches (not in the reference, which feeds raw vectors). Without it the
+    # decoder's squared error weighs each dimension by its scale: CartPole's pole angle (std 0.04
+    # rad) counts for 1/300 of the cart position's (0.7).
+    obs_norm: bool = False
     grad_heads: list[str] = field(default_factory=lambda: ["decoder", "reward", "discount"])
 
 

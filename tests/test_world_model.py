@@ -104,6 +104,37 @@ def test_discount_target_and_reward_transform():
     torch.testing.assert_close(data["reward"], torch.tanh(torch.as_tensor(batch["reward"])))
 
 
+def test_obs_norm_running_statistics_match_the_pooled_batches_and_standardize():
+    cfg = make_config("debug", {"model.obs_norm": True})
+    space = {"image": ((64, 64, 3), np.uint8), "vector": ((5,), np.float32), "aux": ((2,), np.float32)}
+    wm = WorldModel(space, 3, cfg)
+    rng = np.random.default_rng(1)
+    batches = []
+    for scale in (0.04, 3.0):  # two batches of very different spread: the pooled variance is not their mean
+        batch = _batch()
+        batch["vector"] = (rng.normal(size=(2, 10, 5)) * scale + 1.5).astype(np.float32)
+        batch["aux"] = (rng.normal(size=(2, 10, 2)) * [0.01, 100.0]).astype(np.float32)
+        batches.append(batch)
+    assert torch.equal(wm.preprocess(batches[0], "cpu")["vector"], torch.as_tensor(batches[0]["vector"]))  # no data yet
+    for batch in batches:
+        wm.update_obs_stats(batch)
+    for key in ("vector", "aux"):
+        pooled = np.concatenate([b[key].reshape(-1, space[key][0][0]) for b in batches]).astype(np.float64)
+        mean, std = wm.obs_scale(key)
+        np.testing.assert_allclose(mean.numpy(), pooled.mean(0), rtol=1e-5)
+        np.testing.assert_allclose(std.numpy(), pooled.std(0), rtol=1e-5)
+        both = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+        normed = wm.preprocess(both, "cpu")[key].flatten(0, 1)
+        np.testing.assert_allclose(normed.mean(0).numpy(), 0.0, atol=1e-5)
+        np.testing.assert_allclose(normed.std(0, unbiased=False).numpy(), 1.0, rtol=1e-4)
+    assert wm.obs_count.item() == 40
+    assert {"obs_count", "obs_mean", "obs_m2"} <= set(wm.state_dict())  # checkpointed with the weights
+    plain = WorldModel(space, 3, make_config("debug"))
+    plain.update_obs_stats(batches[0])
+    assert "obs_mean" not in plain.state_dict()
+    assert torch.equal(plain.preprocess(batches[0], "cpu")["aux"], torch.as_tensor(batches[0]["aux"]))
+
+
 def test_decoder_first_layer_equals_transposed_convolution_of_1x1_map():
     from dreamer2.nets import ConvDecoder
     torch.manual_seed(0)
