@@ -91,16 +91,21 @@ def dream(agent: Agent, video: str | Path, sequences: int = 4, context: int = 5,
     return write_video(video, agent.dream_video(replay.sample(sequences), context))
 
 
-def load(logdir: str | Path, device: str | None = None, env: Any = None) -> Agent:
+def load(logdir: str | Path, device: str | None = None, env: Any = None, checkpoint: str = "last") -> Agent:
     """The agent of a run from its logdir (config.yaml + checkpoint.pt).
 
-    ``env`` is needed only for runs trained on a custom env object (task ``custom:...``).
+    ``checkpoint``: "last" (checkpoint.pt) or "best" (best.pt, the weights of the run's best
+    evaluation; ``agent.step`` says when it was). ``env`` is needed only for runs trained on a
+    custom env object (task ``custom:...``).
     """
     from . import config as config_lib
     from . import training
 
     logdir = Path(logdir)
-    path, checkpoint = logdir / "config.yaml", logdir / "checkpoint.pt"
+    if checkpoint not in ("last", "best"):
+        raise ValueError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    path = logdir / "config.yaml"
+    checkpoint = logdir / ("checkpoint.pt" if checkpoint == "last" else "best.pt")
     for needed in (path, checkpoint):
         if not needed.exists():
             raise FileNotFoundError(f"{logdir} is not a dreamer2 logdir: {needed.name} is missing")
@@ -108,7 +113,7 @@ def load(logdir: str | Path, device: str | None = None, env: Any = None) -> Agen
     adapter = make_env(env if env is not None else cfg.env.task, cfg, seed=cfg.seed)
     agent = Agent(cfg, adapter.obs_space, adapter.act_space, training.resolve_device(device or cfg.device))
     adapter.close()
-    training.load_checkpoint(checkpoint, agent, restore_rng=False)
+    agent.step = training.load_checkpoint(checkpoint, agent, restore_rng=False)
     agent.eval()
     agent.logdir = logdir
     return agent

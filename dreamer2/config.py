@@ -177,6 +177,7 @@ class TrainConfig:
     eval_episodes: int = 1
     log_every: int = 10_000
     checkpoint_every: int = 10_000
+    keep_best: bool = True  # also keep the weights of the best evaluation so far in best.pt (not in the reference)
     expl_noise: float = 0.0
     eval_noise: float = 0.0
     videos: bool = True  # at each evaluation: eval_policy, train_policy and openl videos
@@ -211,7 +212,7 @@ class Config:
 # Keys that may change when a logdir is resumed: they say how long or how often, not what is learned.
 RESUMABLE_KEYS = frozenset({
     "device", "envs", "train.steps", "train.eval_every", "train.eval_episodes", "train.log_every",
-    "train.checkpoint_every",
+    "train.checkpoint_every", "train.keep_best",
 })
 ENUMS = {
     "precision": ("32", "bf16", "16"),

@@ -1,7 +1,7 @@
 """The training loop: prefill, collect, train every N steps, evaluate, checkpoint, log.
 
 A logdir is the whole state of a run: ``config.yaml``, ``episodes/*.npz``, ``checkpoint.pt``,
-``metrics.jsonl`` and TensorBoard files. Running on an existing logdir resumes it; the step
+``best.pt`` (the weights of the best evaluation), ``metrics.jsonl`` and TensorBoard files. Running on an existing logdir resumes it; the step
 counter is the number of env steps in finished episodes on disk, as in the reference, so an
 episode that finished after the last checkpoint is neither lost nor counted twice.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import math
 import random
 import sys
 from functools import partial
@@ -108,12 +109,31 @@ def save_checkpoint(path: Path, agent: Agent, step: int, replay: Replay,
     atomic_write(path, buffer.getvalue())
 
 
+def save_best(path: Path, agent: Agent, step: int, eval_return: float) -> None:
+    """The weights alone (no optimizers, replay or RNGs) of the best evaluation so far."""
+    buffer = io.BytesIO()
+    torch.save({"agent": agent.state_dict(), "step": step, "eval_return": eval_return}, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def best_return(path: Path) -> float:
+    """The eval return saved in ``best.pt``, or -inf when there is none yet."""
+    if not path.exists():
+        return -math.inf
+    try:
+        return float(torch.load(path, map_location="cpu", weights_only=False)["eval_return"])
+    except Exception as err:
+        raise CheckpointError(f"{path} cannot be loaded ({type(err).__name__}: {str(err)[:200]}); it is corrupt") from None
+
+
 def load_checkpoint(path: Path, agent: Agent, replay: Replay | None = None, restore_rng: bool = True,
                     achievements: Achievements | None = None) -> int:
     """Restore weights, optimizer moments, slow critic, counters and RNGs; returns the step."""
     try:
         state = torch.load(path, map_location=agent.device, weights_only=False)
         agent.load_state_dict(state["agent"])
+        if "model_opt" not in state:  # best.pt: weights only
+            return int(state["step"])
         agent.model_opt.load_state_dict(state["model_opt"])
         agent.actor_opt.load_state_dict(state["actor_opt"])
         agent.critic_opt.load_state_dict(state["critic_opt"])
@@ -198,6 +218,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         load_checkpoint(checkpoint, agent, replay, achievements=achievements)
     step = replay.total_steps
     tc = cfg.train
+    best = {"path": logdir / "best.pt", "return": best_return(logdir / "best.pt")}
     logger = Logger(logdir, tc.steps, step, cfg.env.action_repeat, progress)
 
     last_episode: dict[str, dict[str, np.ndarray]] = {}
@@ -228,6 +249,9 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
             scores["human_normalized"] = human_normalized(cfg.env.task, stats["return_mean"])
         logger.scalars(scores, "eval/")
         logger.progress(at, eval=stats["return_mean"])
+        if tc.keep_best and stats["return_mean"] > best["return"]:
+            best["return"] = stats["return_mean"]
+            save_best(best["path"], agent, at, stats["return_mean"])
         if not tc.videos:
             return
         if len(frames):

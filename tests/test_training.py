@@ -101,6 +101,32 @@ def _episode(env, steps):
     return {k: np.stack([s[k] for s in steps_[:steps]]) for k in steps_[0]}
 
 
+def test_best_evaluation_weights_are_kept_and_survive_a_resume(tmp_path):
+    logdir = tmp_path / "run"
+    overrides = {"train.eval_every": 50, "train.videos": False}
+    dreamer2.train("gym:CartPole-v1", preset="debug", steps=300, logdir=logdir, progress=False, overrides=overrides)
+    evals = [(r["step"], r["eval/return"]) for r in map(json.loads, open(logdir / "metrics.jsonl")) if "eval/return" in r]
+    assert len({ret for _, ret in evals}) > 1  # several different evaluations to choose from
+    best_step, best_ret = max(evals, key=lambda e: e[1])  # the first of the best on ties
+    saved = torch.load(logdir / "best.pt", weights_only=False)
+    assert saved["eval_return"] == best_ret and saved["step"] == best_step
+    assert "model_opt" not in saved  # weights only
+    best = dreamer2.load(logdir, checkpoint="best")
+    assert best.step == best_step
+    for name, value in best.state_dict().items():
+        assert torch.equal(value, saved["agent"][name]), name
+    assert dreamer2.load(logdir).step == 300
+    # A resumed run keeps the old best unless it beats it.
+    dreamer2.train("gym:CartPole-v1", preset="debug", steps=400, logdir=logdir, progress=False, overrides=overrides)
+    evals = [(r["step"], r["eval/return"]) for r in map(json.loads, open(logdir / "metrics.jsonl")) if "eval/return" in r]
+    assert torch.load(logdir / "best.pt", weights_only=False)["eval_return"] == max(ret for _, ret in evals)
+    (logdir / "best.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        dreamer2.train("gym:CartPole-v1", preset="debug", steps=500, logdir=logdir, progress=False, overrides=overrides)
+    with pytest.raises(ValueError, match="'last' or 'best'"):
+        dreamer2.load(logdir, checkpoint="newest")
+
+
 def test_a_run_shorter_than_its_prefill_stops_at_its_length(tmp_path):
     logdir = tmp_path / "run"
     dreamer2.train("gym:CartPole-v1", preset="debug", steps=60, logdir=logdir, progress=False,
