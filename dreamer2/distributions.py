@@ -26,7 +26,7 @@ class OneHotDist:
 
         Inverse CDF: the number of classes whose cumulative probability is below one uniform
         draw per categorical. Gumbel-max draws the same distribution but needs a uniform, two
-        logs and an argmax per class: 32x the random numbers, ~9x the time on a CPU for the
+        logs and an argmax per class: 32x the random numbers, ~7x the time on a CPU for the
         RSSM's 32 x 32 latents. The draw is scaled to the CDF's own total (which rounding may put
         just below 1) and kept above 0, so a class of probability 0 is never drawn.
         """
