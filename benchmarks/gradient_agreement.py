@@ -33,12 +33,7 @@ def actor_gradient(agent, batch: dict, grad: str) -> torch.Tensor:
     data = agent.wm.preprocess(batch, agent.device)
     with torch.no_grad():
         _, post, _ = agent.wm.loss(data)
-    start = {k: v.flatten(0, 1) for k, v in post.items()}
-    agent.wm.requires_grad_(False)
-    try:
-        loss, _, _ = agent.ac.losses(agent.wm, start, data["is_terminal"].flatten(0, 1))
-    finally:
-        agent.wm.requires_grad_(True)
+    loss, _, _ = agent.behavior_losses(post, data["is_terminal"])
     return torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(agent.ac.actor.parameters()))])
 
 

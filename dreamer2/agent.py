@@ -124,13 +124,7 @@ class Agent(nn.Module):
             wm_loss, post, metrics = self.wm.loss(data)
         metrics.update(self.model_opt.step(wm_loss))
         clock.lap("world_model")
-        start = {k: v.detach().flatten(0, 1) for k, v in post.items()}  # [B*T, ...]
-        self.wm.requires_grad_(False)  # the actor's gradient may pass through, never into, the model
-        try:
-            with self.autocast():
-                actor_loss, critic_loss, ac_metrics = self.ac.losses(self.wm, start, data["is_terminal"].flatten(0, 1))
-        finally:
-            self.wm.requires_grad_(True)
+        actor_loss, critic_loss, ac_metrics = self.behavior_losses(post, data["is_terminal"])
         clock.lap("imagination")
         metrics.update(ac_metrics)
         metrics.update(self.actor_opt.step(actor_loss))
@@ -141,6 +135,17 @@ class Agent(nn.Module):
         metrics = {k: float(v) for k, v in metrics.items()}
         metrics.update(clock.laps)
         return metrics
+
+    def behavior_losses(self, post: dict[str, torch.Tensor], is_terminal: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Actor and critic losses imagined from every posterior state [B, T, ...] of a batch."""
+        start = {k: v.detach().flatten(0, 1) for k, v in post.items()}  # [B*T, ...]
+        self.wm.requires_grad_(False)  # the actor's gradient may pass through, never into, the model
+        try:
+            with self.autocast():
+                return self.ac.losses(self.wm, start, is_terminal.flatten(0, 1))
+        finally:
+            self.wm.requires_grad_(True)
 
     @torch.no_grad()
     def openl_video(self, batch: dict[str, np.ndarray], context: int = 5) -> np.ndarray:

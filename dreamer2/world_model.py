@@ -210,9 +210,13 @@ class WorldModel(nn.Module):
         if not self.enc_cnn and not self.enc_mlp:
             raise ValueError(f"no observation key matches encoder.cnn_keys/mlp_keys; keys: {list(obs_space)}")
         self.shapes = {k: tuple(shape) for k, (shape, _) in obs_space.items()}
-        if cfg.model.obs_norm:  # running statistics of the vector keys, concatenated (kept in checkpoints)
-            self.norm_keys = sorted(set(self.enc_mlp) | set(self.dec_mlp))
-            dims = sum(self.shapes[k][0] for k in self.norm_keys)
+        # model.obs_norm: running statistics of the vector keys, concatenated (kept in checkpoints);
+        # each key's slice of them.
+        self.norm_slices, dims = {}, 0
+        for key in sorted(set(self.enc_mlp) | set(self.dec_mlp)) if cfg.model.obs_norm else ():
+            self.norm_slices[key] = slice(dims, dims + self.shapes[key][0])
+            dims += self.shapes[key][0]
+        if cfg.model.obs_norm:
             self.register_buffer("obs_count", torch.zeros((), dtype=torch.float64))
             self.register_buffer("obs_mean", torch.zeros(dims, dtype=torch.float64))
             self.register_buffer("obs_m2", torch.zeros(dims, dtype=torch.float64))
@@ -249,9 +253,9 @@ class WorldModel(nn.Module):
     def update_obs_stats(self, batch: dict[str, np.ndarray]) -> None:
         """Fold a training batch's vector observations into the running mean and variance
         (``model.obs_norm``; Chan et al.'s pairwise update, so every batch counts equally per sample)."""
-        if not self.cfg.model.obs_norm or not self.norm_keys:
+        if not self.norm_slices:
             return
-        x = np.concatenate([np.asarray(batch[k], np.float64).reshape(-1, self.shapes[k][0]) for k in self.norm_keys], -1)
+        x = np.concatenate([np.asarray(batch[k], np.float64).reshape(-1, self.shapes[k][0]) for k in self.norm_slices], -1)
         x = torch.as_tensor(x, device=self.obs_mean.device)
         n, mean = float(len(x)), x.mean(0)
         m2 = ((x - mean) ** 2).sum(0)
@@ -264,8 +268,7 @@ class WorldModel(nn.Module):
     def obs_scale(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std (float32) that standardize vector key ``key`` (``model.obs_norm``); 0 and 1
         before the first training batch, and a std floor of 1e-3 for dimensions that never vary."""
-        start = sum(self.shapes[k][0] for k in self.norm_keys[:self.norm_keys.index(key)])
-        part = slice(start, start + self.shapes[key][0])
+        part = self.norm_slices[key]
         seen = self.obs_count > 0
         var = torch.where(seen, self.obs_m2[part] / self.obs_count.clamp_min(1.0), torch.ones_like(self.obs_m2[part]))
         return self.obs_mean[part].float(), var.sqrt().clamp_min(1e-3).float()
@@ -275,14 +278,13 @@ class WorldModel(nn.Module):
         standardized when ``model.obs_norm``, reward transformed as configured, discount target
         ``(1 - is_terminal) * discount``."""
         data = {}
-        normed = self.norm_keys if self.cfg.model.obs_norm else ()
         for key, value in batch.items():
             tensor = torch.as_tensor(np.asarray(value), device=device)
             if key in self.shapes and len(self.shapes[key]) == 3:
                 tensor = tensor.permute(*range(tensor.dim() - 3), -1, -3, -2).float() / 255.0 - 0.5
             elif tensor.dtype != torch.float32 and key not in ("is_first", "is_last", "is_terminal"):
                 tensor = tensor.float()
-            if key in normed:
+            if key in self.norm_slices:
                 mean, std = self.obs_scale(key)
                 tensor = (tensor - mean) / std
             data[key] = tensor
