@@ -11,12 +11,13 @@ from typing import Any, Callable
 import numpy as np
 
 from .envs import GymAdapter
-from .envs.parallel import ProcessEnv, WorkerCrashed
+from .envs.parallel import ProcessEnv, WorkerCrashed, random_steps
 
 Policy = Callable[[dict[str, np.ndarray], Any], tuple[np.ndarray, Any]]
 EpisodeCallback = Callable[[dict[str, np.ndarray]], None]
 StepCallback = Callable[[int], None]
 _CRASHED = object()
+RANDOM_CHUNK = 100  # random steps an env takes by itself per round (a worker: one round trip)
 
 
 class Driver:
@@ -43,29 +44,68 @@ class Driver:
         while (steps and step < steps) or (episodes and episode < episodes):
             for i, env in enumerate(self.envs):
                 if self._obs[i] is None or self._obs[i]["is_last"]:
-                    obs = self._guard(i, env.reset)
-                    self._obs[i] = obs
-                    self._episodes[i] = [{**obs, "action": np.zeros(env.act_space.shape or (env.act_space.n,), np.float32)}]
+                    self._begin(i, self._guard(i, env.reset))
             batch = {k: np.stack([o[k] for o in self._obs]) for k in self._obs[0]}
             actions, self._state = policy(batch, self._state)
             results = self._step_all(actions)
-            for i, env in enumerate(self.envs):
-                obs = results[i]
+            for i, obs in enumerate(results):
                 if obs is None:  # the worker crashed: its episode is gone, the next round resets it
                     self._obs[i] = None
                     continue
-                self._obs[i] = obs
-                self._episodes[i].append({**obs, "action": np.asarray(actions[i], np.float32)})
-                if obs["is_last"]:
-                    done = {k: np.stack([t[k] for t in self._episodes[i]]) for k in self._episodes[i][0]}
-                    for callback in self.on_episode:
-                        callback(done)
-                    episode += 1
+                episode += self._record(i, obs, actions[i])
             taken = sum(obs is not None for obs in results)
             step += taken
             for callback in self.on_step:
                 callback(taken)
         return step, episode
+
+    def random(self, rng: np.random.Generator, steps: int) -> tuple[int, int]:
+        """``steps`` env steps of uniform random actions (the prefill), with the same records and
+        callbacks as ``__call__``. Each env acts by itself for up to ``RANDOM_CHUNK`` steps a round,
+        so a worker costs one round trip per chunk, not one per step; a worker that crashes loses
+        the episodes of its chunk that it had not handed back yet."""
+        step = episode = 0
+        while step < steps:
+            count = min(RANDOM_CHUNK, -(-(steps - step) // len(self.envs)))
+            seeds = [int(seed) for seed in rng.integers(2**31, size=len(self.envs))]
+            resets = [obs is None or obs["is_last"] for obs in self._obs]
+            sent = [isinstance(env, ProcessEnv)
+                    and self._guard(i, env.random_steps_async, count, seeds[i], resets[i]) is not _CRASHED
+                    for i, env in enumerate(self.envs)]
+            for i, env in enumerate(self.envs):
+                if not isinstance(env, ProcessEnv):
+                    events = random_steps(env, count, seeds[i], resets[i])
+                else:
+                    events = self._guard(i, env.wait) if sent[i] else _CRASHED
+                if events is _CRASHED:
+                    self._obs[i] = None
+                    continue
+                for action, obs in events:
+                    if action is None:
+                        self._begin(i, obs)
+                        continue
+                    episode += self._record(i, obs, action)
+                    step += 1
+                    for callback in self.on_step:
+                        callback(1)
+        return step, episode
+
+    def _begin(self, i: int, obs: dict[str, Any]) -> None:
+        """A new episode of env ``i``; its first step holds a zero action."""
+        self._obs[i] = obs
+        space = self.envs[i].act_space
+        self._episodes[i] = [{**obs, "action": np.zeros(space.shape or (space.n,), np.float32)}]
+
+    def _record(self, i: int, obs: dict[str, Any], action: np.ndarray) -> bool:
+        """Append a step to env ``i``'s episode; a finished episode goes to the callbacks."""
+        self._obs[i] = obs
+        self._episodes[i].append({**obs, "action": np.asarray(action, np.float32)})
+        if not obs["is_last"]:
+            return False
+        done = {k: np.stack([t[k] for t in self._episodes[i]]) for k in self._episodes[i][0]}
+        for callback in self.on_episode:
+            callback(done)
+        return True
 
     def _step_all(self, actions: np.ndarray) -> list[dict[str, Any] | None]:
         asynchronous = [isinstance(env, ProcessEnv) for env in self.envs]
@@ -76,7 +116,7 @@ class Driver:
         results: list[dict[str, Any] | None] = []
         for i, env in enumerate(self.envs):
             if asynchronous[i]:
-                result = self._guard(i, env.step_wait) if sent[i] else _CRASHED
+                result = self._guard(i, env.wait) if sent[i] else _CRASHED
             else:
                 result = env.step(actions[i])
             results.append(None if result is _CRASHED else result)
@@ -93,3 +133,11 @@ class Driver:
             if self.on_crash:
                 self.on_crash(i, str(err))
             return env.reset() if call.__name__ == "reset" else _CRASHED
+
+
+def random_policy(env: GymAdapter | ProcessEnv, rng: np.random.Generator) -> Policy:
+    """Uniform random actions chosen in the driver: the policy-shaped random run, one round trip
+    a step for a worker (``Driver.random`` lets the envs choose their own)."""
+    def policy(obs: dict[str, np.ndarray], state: Any):
+        return np.stack([env.random_action(rng) for _ in obs["is_first"]]), None
+    return policy

@@ -151,12 +151,6 @@ def load_checkpoint(path: Path, agent: Agent, replay: Replay | None = None, rest
     return int(state["step"])
 
 
-def random_policy(env: GymAdapter, rng: np.random.Generator):
-    def policy(obs: dict[str, np.ndarray], state: Any):
-        return np.stack([env.random_action(rng) for _ in obs["is_first"]]), None
-    return policy
-
-
 def episode_stats(episode: dict[str, np.ndarray]) -> dict[str, float]:
     return {"return": float(episode["reward"][1:].sum()), "length": float(len(episode["reward"]) - 1)}
 
@@ -272,9 +266,9 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         if step < tc.prefill or not len(replay):
             logger.stage("prefill")
             # Prefill steps are part of train.steps, so a run shorter than the prefill stops at its length.
-            driver(random_policy(train_env, rng), steps=max(min(tc.prefill, tc.steps) - step, 1))
+            driver.random(rng, steps=max(min(tc.prefill, tc.steps) - step, 1))
             while not len(replay):  # sampling needs one finished episode
-                driver(random_policy(train_env, rng), steps=1)
+                driver.random(rng, steps=1)
             logger.write(step)
         if not resumed:
             logger.stage("pretrain")

@@ -8,10 +8,10 @@ import pytest
 
 import dreamer2
 from dreamer2.config import ConfigError, make_config
-from dreamer2.driver import Driver
+from dreamer2.driver import Driver, random_policy
 from dreamer2.envs import make_env
 from dreamer2.envs.parallel import ProcessEnv
-from dreamer2.training import _worker_env, random_policy
+from dreamer2.training import _worker_env
 
 
 def _workers(n):
@@ -64,3 +64,47 @@ def test_training_with_two_workers_and_a_custom_env_object_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="task string"):
         dreamer2.train(gymnasium.make("CartPole-v1"), preset="debug", steps=200, logdir=tmp_path / "obj",
                        overrides={"envs": 2}, progress=False)
+
+
+def test_random_steps_taken_by_a_worker_are_recorded_as_the_driver_would_take_them():
+    """Driver.random lets each env pick its own actions; the episodes must be the ones that
+    replaying their stored actions on a fresh env with the same seed produces."""
+    cfg = make_config("debug")
+    (worker,) = _workers(1)
+    local_episodes, worker_episodes = [], []
+    try:
+        local = Driver([make_env("gym:CartPole-v1", cfg, seed=0)], [local_episodes.append])
+        remote = Driver([worker], [worker_episodes.append])
+        assert local.random(np.random.default_rng(3), 250) == remote.random(np.random.default_rng(3), 250)
+    finally:
+        worker.close()
+    assert len(worker_episodes) >= 5 and len(worker_episodes) == len(local_episodes)
+    replay_env = make_env("gym:CartPole-v1", cfg, seed=0)
+    for ours, theirs in zip(local_episodes, worker_episodes):
+        assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+        assert not ours["action"][0].any() and (ours["action"][1:].sum(-1) == 1).all()
+        obs = [replay_env.reset()] + [replay_env.step(a) for a in ours["action"][1:]]
+        assert np.array_equal(np.stack([o["vector"] for o in obs]), ours["vector"])
+        assert obs[-1]["is_last"] and not any(o["is_last"] for o in obs[:-1])
+
+
+def test_a_worker_killed_during_random_steps_is_restarted_and_the_run_goes_on():
+    envs = _workers(2)
+    episodes, crashes = [], []
+    driver = Driver(envs, [episodes.append], on_crash=lambda i, msg: crashes.append(i))
+    rng = np.random.default_rng(0)
+    try:
+        while len(driver._episodes[0]) < 3:
+            driver.random(rng, 2)
+        partial_start = driver._episodes[0][0]["vector"].copy()
+        os.kill(envs[0].pid, signal.SIGKILL)
+        envs[0]._process.join(timeout=5)
+        steps, _ = driver.random(rng, 400)
+        assert crashes == [0] and envs[0].restarts == 1 and envs[1].restarts == 0 and steps >= 400
+        assert episodes and not any(np.array_equal(e["vector"][0], partial_start) for e in episodes)
+        for episode in episodes:
+            assert episode["is_first"][0] and not episode["is_first"][1:].any()
+            assert episode["is_last"][-1] and not episode["is_last"][:-1].any()
+    finally:
+        for env in envs:
+            env.close()
