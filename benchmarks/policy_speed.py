@@ -1,9 +1,10 @@
 """Policy-step latency for one env, with acting's shortcuts on and off, side by side.
 
-Acting (no gradient) takes two shortcuts that keep the math: layers over the sampled one-hot
+Acting (no gradient) takes shortcuts that keep the math: layers over the sampled one-hot
 latents gather the 32 rows they select from a cached weight table (``rssm.gather_onehot``,
-``nets.onehot_table``), and encoder convolutions with few output positions run as one GEMM of
-their patches (``nets.conv_as_gemm``). This times every combination in one process, interleaved
+``nets.onehot_table``), encoder convolutions with few output positions run as one GEMM of
+their patches (``nets.conv_as_gemm``), and under mixed precision the weights' casts are cached
+between updates (``Agent.cast_acting_weights``; varied only when ``--precision`` is not 32). This times every combination in one process, interleaved
 round by round so that the machine's noise hits them alike, and prints one JSON line each with
 the median over rounds of each round's median step time.
 
@@ -45,8 +46,8 @@ def main() -> None:
     frames = rng.integers(0, 256, (args.steps, 1, 64, 64, args.channels), dtype=np.uint8)
     few_outputs = nets.few_outputs
 
-    def round_ms(gather: bool, gemm: bool) -> float:
-        agent.wm.rssm.gather_onehot = gather
+    def round_ms(gather: bool, gemm: bool, cast: bool) -> float:
+        agent.wm.rssm.gather_onehot, agent.cast_acting_weights = gather, cast
         nets.few_outputs = few_outputs if gemm else (lambda *_, **__: False)
         state, times = None, []
         for i, frame in enumerate(frames):
@@ -56,17 +57,19 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         return statistics.median(times[10:]) * 1e3
 
-    settings = list(itertools.product((False, True), repeat=2))
+    casts = (False, True) if agent.amp_dtype is not None else (False,)
+    settings = list(itertools.product((False, True), (False, True), casts))
     results = {s: [] for s in settings}
     for _ in range(args.rounds + 1):  # the first round warms up
         for setting in settings:
             results[setting].append(round_ms(*setting))
-    base = statistics.median(results[(False, False)][1:])
-    for (gather, gemm), times in results.items():
+    base = statistics.median(results[(False, False, False)][1:])
+    for (gather, gemm, cast), times in results.items():
         median = statistics.median(times[1:])
         print(json.dumps({"preset": args.preset, "precision": args.precision, "gather_onehot": gather,
-                          "small_convs_as_gemm": gemm, "policy_step_ms_median": round(median, 3),
-                          "ratio_to_neither": round(median / base, 3), "rounds": args.rounds,
+                          "small_convs_as_gemm": gemm, "cast_acting_weights": cast,
+                          "policy_step_ms_median": round(median, 3),
+                          "ratio_to_none": round(median / base, 3), "rounds": args.rounds,
                           "threads": torch.get_num_threads()}), flush=True)
 
 

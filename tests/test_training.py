@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
@@ -215,6 +216,47 @@ def test_mixed_precision_keeps_fp32_weights_and_outputs_and_saves_the_scaler(tmp
     load_checkpoint(tmp_path / "checkpoint.pt", b)
     assert b.model_opt.scaler.state_dict() == a.model_opt.scaler.state_dict()
     assert b.model_opt.skipped == a.model_opt.skipped
+
+
+def test_acting_under_bf16_reads_cached_casts_that_follow_every_weight_change():
+    """Acting casts its weights once per change instead of on every step: the casts are the ones
+    autocast makes, so the step must equal the plain autocast step bit for bit (dense one-hot
+    layers), before and after the weights change (an update, then a load)."""
+    cfg = make_config("debug", {"precision": "bf16"})
+    space = {"image": ((64, 64, 3), np.uint8), "vector": ((4,), np.float32)}
+    agent = Agent(cfg, space, gymnasium.spaces.Discrete(3))
+    agent.wm.rssm.gather_onehot = False
+    rng = np.random.default_rng(0)
+    obs = {"image": rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8), "vector": rng.normal(size=(2, 4)).astype(np.float32),
+           "is_first": np.array([True, False])}
+
+    def step(cast: bool):
+        agent.cast_acting_weights = cast
+        data = agent.wm.preprocess({k: v[:, None] for k, v in obs.items()}, agent.device)
+        torch.manual_seed(1)
+        with torch.no_grad(), agent.autocast():
+            args = (data, agent.initial_state(2)[0], torch.zeros(2, 3), True, True)
+            latent, dist = torch.func.functional_call(agent, agent._acting_weights(), args) if cast else agent(*args)
+        return latent["deter"], dist.logits
+
+    def same():
+        (deter, logits), (plain_deter, plain_logits) = step(True), step(False)
+        assert torch.equal(deter, plain_deter) and torch.equal(logits, plain_logits)
+        return logits
+
+    before = same()
+    cached = agent._acting_weights()
+    assert cached and all(t.dtype == torch.bfloat16 for t in cached.values())
+    batch = {"image": rng.integers(0, 256, (2, 8, 64, 64, 3), dtype=np.uint8),
+             "vector": rng.normal(size=(2, 8, 4)).astype(np.float32), "action": np.eye(3, dtype=np.float32)[rng.integers(3, size=(2, 8))],
+             "reward": rng.normal(size=(2, 8)).astype(np.float32), "is_first": np.eye(8, dtype=bool)[[0, 0]],
+             "is_last": np.zeros((2, 8), bool), "is_terminal": np.zeros((2, 8), bool)}
+    agent.update(batch)
+    after = same()
+    assert not torch.equal(before, after)  # the update reached the casts
+    other = Agent(cfg, space, gymnasium.spaces.Discrete(3))
+    agent.load_state_dict(other.state_dict())
+    assert not torch.equal(after, same())
 
 
 def test_keep_freed_memory_reuses_freed_blocks_without_page_faults():
