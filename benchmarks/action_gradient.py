@@ -9,6 +9,10 @@ For ~50 replayed posterior states it prints:
   expected return (64 samples per state), once with the discount head's predicted discounts (as
   the actor's λ-return uses them when ``model.pred_discount``) and once with the constant one.
 
+With ``--real`` it also plays the actor's mode and each fixed action for one episode in the env,
+so that the model's ranking of the fixed actions can be read against the env's (a collapsed
+policy that the model ranks above an action the env scores higher is model exploitation).
+
 A gradient whose sign flips with the discount head means the actor is pushed towards actions the
 discount head reads as episode ends: with negative rewards (Pendulum) a predicted end cuts off
 the negative future, so the actor learns to "end" an episode that never ends.
@@ -21,10 +25,14 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import dreamer2
 from dreamer2.replay import Replay
+
+
+FIXED = (-1.0, -0.5, 0.0, 0.5, 1.0)  # the fixed actions compared with the actor (every dimension)
 
 
 def main() -> None:
@@ -33,6 +41,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64, help="imagined rollouts per state for the expectation")
     parser.add_argument("--eps", type=float, default=0.1, help="finite-difference step of the first action")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--real", action="store_true", help="also play the actor and each fixed action in the env")
     args = parser.parse_args()
     agent = dreamer2.load(args.logdir)
     cfg, wm, ac = agent.cfg, agent.wm, agent.ac
@@ -71,7 +80,7 @@ def main() -> None:
                            "loc_mean": dist.loc.mean().item(), "std_mean": dist.scale.mean().item()}
         report["critic"] = {"value_mean": value.mean().item(), "value_std": value.std().item()}
         returns = {"actor_mode": imagined_return(lambda t, f: ac.actor(f).mode(), has_head)}
-        for c in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        for c in FIXED:
             returns[f"fixed_{c:+.1f}"] = imagined_return(lambda t, f, c=c: torch.full((n, agent.action_dim), c), has_head)
         best_fixed = torch.stack([v for k, v in returns.items() if k.startswith("fixed")]).max(0).values
         report["imagined_return"] = {k: v.mean().item() for k, v in returns.items()}
@@ -96,7 +105,30 @@ def main() -> None:
         report[f"gradient_{label}"] = {"autograd_mean": grad.mean().item(), "finite_difference_mean": fd.mean().item(),
                                        "sign_agreement": (grad.sign() == fd.sign()).float().mean().item(),
                                        "correlation": torch.corrcoef(torch.stack([grad, fd]))[0, 1].item()}
+    if args.real:
+        report["real_return"] = real_returns(agent, args.seed)
     print(json.dumps(report))
+
+
+def real_returns(agent, seed: int) -> dict[str, float]:
+    """One episode's return in the env for the actor's mode and for each fixed action."""
+    from dreamer2.envs import make_env
+
+    env = make_env(agent.cfg.env.task, agent.cfg, seed=seed + agent.cfg.env.seed_offset_eval)
+    policies = {"actor_mode": None, **{f"fixed_{c:+.1f}": c for c in FIXED}}
+    returns = {}
+    for name, fixed in policies.items():
+        obs, state, total = env.reset(), None, 0.0
+        while not obs["is_last"]:
+            if fixed is None:
+                action, state = agent.act(obs, state)
+            else:
+                action = np.full(agent.action_dim, fixed, np.float32)
+            obs = env.step(action)
+            total += float(obs["reward"])
+        returns[name] = total
+    env.close()
+    return returns
 
 
 if __name__ == "__main__":
