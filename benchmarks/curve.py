@@ -20,7 +20,7 @@ def run(suite: str, preset: str, action_repeat: int, examples: str) -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="32")
-    parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value (e.g. train.videos=false)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], help="extra overrides, key=value (e.g. train.videos=false)")
     args = parser.parse_args()
     task = f"{suite}:{args.task}"
     logdir = args.logdir or f"runs/{suite}-{args.task.lower()}-seed{args.seed}"

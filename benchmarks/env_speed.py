@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000, help="agent steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--envs", type=int, nargs="*", default=[], help="env counts to compare with one env")
-    parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value (e.g. env.dmc.fast_render=true)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], help="extra overrides, key=value (e.g. env.dmc.fast_render=true)")
     args = parser.parse_args()
     from dreamer2.config import parse_overrides
     overrides = parse_overrides([f"--{kv}" for kv in args.set])

@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--logdir", default=None, help="parent folder of the runs (default: a temp dir)")
-    parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], help="extra overrides, key=value")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
     root = args.logdir or tempfile.mkdtemp(prefix="dreamer2-bench-")

@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--set", nargs="*", default=[], help="extra overrides, key=value")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], help="extra overrides, key=value")
     parser.add_argument("--compare", choices=["sheeprl"], default=None)
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc as it is (training calls keep_freed_memory)")
