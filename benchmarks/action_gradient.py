@@ -9,6 +9,12 @@ For ~50 replayed posterior states it prints:
   expected return (64 samples per state), once with the discount head's predicted discounts (as
   the actor's λ-return uses them when ``model.pred_discount``) and once with the constant one.
 
+With ``--open-loop K`` it also asks whether the model knows what each fixed action does from a
+state the agent should keep: in 4 real episodes it observes the first K steps (action 0), then
+compares the model's open-loop rewards over the next 30 steps of each fixed action (32 latent
+samples each) with the env's rewards for the same actions, and reports the posterior's reward
+error along the observed steps.
+
 With ``--real`` it also plays the actor's mode and each fixed action for one episode in the env,
 so that the model's ranking of the fixed actions can be read against the env's (a collapsed
 policy that the model ranks above an action the env scores higher is model exploitation).
@@ -42,6 +48,8 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.1, help="finite-difference step of the first action")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real", action="store_true", help="also play the actor and each fixed action in the env")
+    parser.add_argument("--open-loop", type=int, default=0, metavar="K",
+                        help="also compare open-loop model rewards of fixed actions with the env's after K observed steps")
     args = parser.parse_args()
     agent = dreamer2.load(args.logdir)
     cfg, wm, ac = agent.cfg, agent.wm, agent.ac
@@ -107,7 +115,47 @@ def main() -> None:
                                        "correlation": torch.corrcoef(torch.stack([grad, fd]))[0, 1].item()}
     if args.real:
         report["real_return"] = real_returns(agent, args.seed)
+    if args.open_loop:
+        report["open_loop"] = open_loop_rewards(agent, args.open_loop, args.seed)
     print(json.dumps(report))
+
+
+def open_loop_rewards(agent, context: int, seed: int, horizon: int = 30, episodes: int = 4, samples: int = 32
+                      ) -> dict[str, dict[str, float | list[float]]]:
+    """Per fixed action: the summed reward over ``horizon`` steps in the env and in the model's
+    open-loop rollout (mean of ``samples``), after ``context`` real steps of action 0 that the
+    model observes; the rewards every 5 steps; and the posterior's mean absolute reward error
+    along the observed steps (how well the model knows these states at all)."""
+    from dreamer2.envs import make_env
+
+    wm, zero = agent.wm, np.zeros(agent.action_dim, np.float32)
+    report = {}
+    for fixed in FIXED:
+        real, imagined, posterior_error = [], [], []
+        for episode in range(episodes):
+            env = make_env(agent.cfg.env.task, agent.cfg, seed=seed + agent.cfg.env.seed_offset_eval + episode)
+            steps = [env.reset()] + [env.step(zero) for _ in range(context)]
+            batch = {k: np.stack([np.asarray(step[k]) for step in steps])[None] for k in steps[0]}
+            batch["action"] = np.zeros((1, len(steps), agent.action_dim), np.float32)
+            with torch.no_grad():
+                data = wm.preprocess(batch, agent.device)
+                post, _ = wm.rssm.observe(wm.encode(data), data["action"], data["is_first"])
+                posterior_error.append((wm.reward(wm.rssm.feat(post)).mode() - data["reward"])[0, 1:].abs().mean().item())
+                state = {k: v[:, -1].repeat_interleave(samples, 0) for k, v in post.items()}
+                rewards = []
+                for _ in range(horizon):
+                    state = wm.rssm.img_step(state, torch.full((samples, agent.action_dim), fixed))
+                    rewards.append(wm.reward(wm.rssm.feat(state)).mode().mean().item())
+            imagined.append(rewards)
+            real.append([float(env.step(np.full(agent.action_dim, fixed, np.float32))["reward"]) for _ in range(horizon)])
+            env.close()
+        real_mean, imagined_mean = np.mean(real, 0), np.mean(imagined, 0)
+        report[f"fixed_{fixed:+.1f}"] = {
+            "real_sum": float(real_mean.sum()), "model_sum": float(imagined_mean.sum()),
+            "real_every_5": [round(float(r), 3) for r in real_mean[::5]],
+            "model_every_5": [round(float(r), 3) for r in imagined_mean[::5]],
+            "posterior_reward_abs_error": float(np.mean(posterior_error))}
+    return report
 
 
 def real_returns(agent, seed: int) -> dict[str, float]:
