@@ -10,11 +10,6 @@ keeps freed memory for reuse (``keep_freed_memory``); ``--default-malloc`` measu
     python benchmarks/update_speed.py --preset atari --precision 32 bf16 16
     python benchmarks/update_speed.py --preset small --obs vector --updates 20
     python benchmarks/update_speed.py --preset atari --compare sheeprl
-    python benchmarks/update_speed.py --preset atari --plain-output   # + the decoder's plain output layer
-
-``--plain-output`` adds, for each precision, an agent whose decoder computes its output layer as
-the plain transposed convolution instead of the sub-pixel convolution (``nets.conv_transpose_as_subpixel``),
-timed in the same rounds (its line's ``variant`` is ``PRECISION/plain-output``).
 
 ``--compare sheeprl`` creates a virtual environment for sheeprl (PyPI, version SHEEPRL below, with
 this process's torch version) on first use, starts ``sheeprl_update.py`` in it with the same torch
@@ -116,8 +111,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], help="extra overrides, key=value")
     parser.add_argument("--compare", choices=["sheeprl"], default=None)
-    parser.add_argument("--plain-output", action="store_true",
-                        help="also time each precision with the decoder's output layer as a transposed convolution")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc as it is (training calls keep_freed_memory)")
     parser.add_argument("--sheeprl-venv", default=str(Path.home() / ".cache" / "dreamer2" / f"sheeprl-{SHEEPRL}"))
@@ -136,13 +129,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     agents = {}
     for precision in args.precision:
-        for plain in (False, True) if args.plain_output else (False,):
-            torch.manual_seed(0)
-            cfg = make_config(args.preset, {**overrides, "precision": precision})
-            agent = Agent(cfg, obs_space, spaces.Discrete(args.actions), args.device)
-            if plain and hasattr(agent.wm, "cnn_decoder"):
-                agent.wm.cnn_decoder.subpixel = False
-            agents[precision + ("/plain-output" if plain else "")] = agent
+        torch.manual_seed(0)
+        cfg = make_config(args.preset, {**overrides, "precision": precision})
+        agents[precision] = Agent(cfg, obs_space, spaces.Discrete(args.actions), args.device)
     cfg = next(iter(agents.values())).cfg
     batch = synthetic_batch(obs_space, args.actions, cfg.replay.batch, cfg.replay.length, rng)
     obs = {k: v[:1, 0] for k, v in batch.items() if k in obs_space}
@@ -189,8 +178,7 @@ def main() -> None:
         if sheeprl_times and precision == args.precision[0]:
             compared = {"sheeprl_version": SHEEPRL, "sheeprl_update_s_median": round(statistics.median(sheeprl_times), 4),
                         "ratio_to_sheeprl": round(median / statistics.median(sheeprl_times), 3)}
-        print(json.dumps({"preset": args.preset, "precision": precision.split("/")[0], "variant": precision,
-                          "device": args.device, "obs": args.obs,
+        print(json.dumps({"preset": args.preset, "precision": precision, "device": args.device, "obs": args.obs,
                           "batch": [cfg.replay.batch, cfg.replay.length], "threads": torch.get_num_threads(), "keep_freed_memory": kept,
                           "update_s_median": round(median, 4), "updates": len(times[precision]),
                           "ratio_to_first": round(median / base, 3), "phases_s": split,

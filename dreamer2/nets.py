@@ -198,7 +198,6 @@ class ConvDecoder(nn.Module):
                     layers.append(nn.GroupNorm(1, outs[i], eps=1e-3))
                 layers.append(nn.ELU())
         self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # as the encoder: ~1.15x here
-        self.subpixel = True  # the output layer as a sub-pixel convolution (conv_transpose_as_subpixel)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """feat [..., F] -> image mean [..., C, H, W]."""
@@ -206,40 +205,8 @@ class ConvDecoder(nn.Module):
         x = self.first(self.linear(feat)).reshape(-1, *self.first_shape)  # [N, 4*depth, 5, 5]
         if self.first_bias is not None:
             x = x + self.first_bias[:, None, None]
-        x = x.contiguous(memory_format=torch.channels_last)
-        *hidden, out = self.net
-        if self.subpixel and isinstance(out, nn.ConvTranspose2d) and subpixel_fits(out):
-            x = conv_transpose_as_subpixel(out, nn.Sequential(*hidden)(x))
-        else:
-            x = self.net(x)
-        x = x.float()  # [N, C, H, W]; fp32 likelihood
+        x = self.net(x.contiguous(memory_format=torch.channels_last)).float()  # [N, C, H, W]; fp32 likelihood
         return x.reshape(*lead, *x.shape[1:])
-
-
-def subpixel_fits(conv: nn.ConvTranspose2d) -> bool:
-    """Whether ``conv_transpose_as_subpixel`` computes this layer: stride 2, even square kernel, no padding."""
-    k = conv.kernel_size
-    return (conv.stride == (2, 2) and k[0] == k[1] and k[0] % 2 == 0 and conv.padding == (0, 0)
-            and conv.output_padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1)
-
-
-def conv_transpose_as_subpixel(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a stride-2 transposed convolution with an even kernel k, as one ordinary
-    convolution to 4 x out channels and a pixel shuffle (a 'sub-pixel' convolution).
-
-    Output pixel ``2u + p`` (p in {0, 1}) receives only the kernel taps ``2m + p``, from input
-    ``u - m``: each of the four output phases (p, q) is a full correlation of the input with the
-    flipped (k/2 x k/2) taps of its phase. The same sums, but oneDNN runs the decoder's output
-    layer (48 -> 1 channel, 30x30 -> 64x64) as a transposed convolution at ~23 GFLOP/s and as this
-    convolution 1.6-3x faster forward, backward about the same (benchmarks/update_speed.py).
-    """
-    cin, cout, k, _ = conv.weight.shape
-    m = k // 2
-    weight = conv.weight.reshape(cin, cout, m, 2, m, 2)  # [in, out, m, p, n, q]: tap (2m + p, 2n + q)
-    weight = weight.permute(1, 3, 5, 0, 2, 4).reshape(4 * cout, cin, m, m).flip(-1, -2)  # [out*4 (out, p, q), in, m, n]
-    bias = None if conv.bias is None else conv.bias.repeat_interleave(4)
-    y = F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), bias, padding=m - 1)  # [N, 4*out, H+m-1, W+m-1]
-    return F.pixel_shuffle(y, 2)  # [N, out, 2(H+m-1), 2(W+m-1)] = [N, out, 2(H-1)+k, 2(W-1)+k]
 
 
 class LayerNormGRUCell(nn.Module):

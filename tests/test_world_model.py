@@ -313,29 +313,3 @@ def test_obs_step_without_prior_gives_the_same_posterior():
     assert post.keys() == fast.keys()
     for key in post:
         assert torch.equal(post[key], fast[key]), key
-
-
-def test_transposed_convolution_as_subpixel_convolution_gives_the_same_outputs_and_gradients():
-    """The decoder's output layer runs as a convolution to 4 x out channels and a pixel shuffle
-    (nets.conv_transpose_as_subpixel): the transposed convolution's outputs and its gradients for
-    the input, weight and bias, for even kernels, non-square inputs and several channel counts."""
-    from dreamer2.nets import ConvDecoder, conv_transpose_as_subpixel, subpixel_fits
-    torch.manual_seed(0)
-    for cin, cout, kernel, size in ((6, 1, 6, (9, 9)), (5, 3, 4, (7, 4)), (4, 2, 2, (3, 5))):
-        conv = torch.nn.ConvTranspose2d(cin, cout, kernel, stride=2).double()
-        torch.nn.init.normal_(conv.bias)
-        assert subpixel_fits(conv)
-        x = torch.randn(3, cin, *size, dtype=torch.double, requires_grad=True)
-        ours, theirs = conv_transpose_as_subpixel(conv, x), conv(x)
-        torch.testing.assert_close(ours, theirs, atol=1e-12, rtol=1e-12)
-        upstream = torch.randn_like(theirs)
-        g_ours = torch.autograd.grad(ours, [x, conv.weight, conv.bias], upstream)
-        g_theirs = torch.autograd.grad(theirs, [x, conv.weight, conv.bias], upstream)
-        for a, b in zip(g_ours, g_theirs):
-            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
-    assert not subpixel_fits(torch.nn.ConvTranspose2d(4, 1, 5, stride=2))  # odd kernel: the plain layer
-    decoder = ConvDecoder(10, 1, 4, [5, 5, 6, 6])
-    feat = torch.randn(2, 10)
-    fast = decoder(feat)
-    decoder.subpixel = False
-    torch.testing.assert_close(fast, decoder(feat), atol=1e-5, rtol=1e-4)
