@@ -25,6 +25,7 @@ from dreamer2.config import make_config
 from dreamer2.driver import Driver, random_policy
 from dreamer2.replay import Replay
 from dreamer2.training import make_train_envs
+from host import describe
 
 
 def driver_fps(task: str, preset: str, steps: int, envs: int = 1, overrides: dict | None = None,
@@ -92,7 +93,7 @@ def main() -> None:
     if bare:
         result["bare_ale_frames_per_s"] = float(np.median(bare))
         result["ratio"] = result["random_frames_per_s"] / result["bare_ale_frames_per_s"]
-    print(json.dumps(result))
+    print(json.dumps({**result, "host": describe()}))
 
 
 if __name__ == "__main__":

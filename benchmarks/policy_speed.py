@@ -25,6 +25,7 @@ from gymnasium import spaces
 import dreamer2.nets as nets
 from dreamer2.agent import Agent
 from dreamer2.config import make_config
+from host import describe
 
 
 def main() -> None:
@@ -70,7 +71,7 @@ def main() -> None:
                           "small_convs_as_gemm": gemm, "cast_acting_weights": cast,
                           "policy_step_ms_median": round(median, 3),
                           "ratio_to_none": round(median / base, 3), "rounds": args.rounds,
-                          "threads": torch.get_num_threads()}), flush=True)
+                          "threads": torch.get_num_threads(), "host": describe()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 import torch
 
 from dreamer2.distributions import OneHotDist
+from host import describe
 
 
 def gumbel_max(logits: torch.Tensor) -> torch.Tensor:
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.rounds < 25:
+        parser.error("--rounds must be at least 25: the second block times 25 calls of each in a row")
     if args.threads:
         torch.set_num_threads(args.threads)
     dist = OneHotDist(torch.randn(*args.shape))
@@ -47,7 +50,7 @@ def main() -> None:
         median = {name: statistics.median(t) * 1e3 for name, t in times.items()}
         print(json.dumps({"shape": args.shape, "threads": torch.get_num_threads(), "block": block,
                           **{f"{name}_ms_median": round(ms, 3) for name, ms in median.items()},
-                          "ratio": round(median["inverse_cdf"] / median["gumbel_max"], 3)}))
+                          "ratio": round(median["inverse_cdf"] / median["gumbel_max"], 3), "host": describe()}))
 
 
 if __name__ == "__main__":

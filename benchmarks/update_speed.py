@@ -35,6 +35,7 @@ from gymnasium import spaces
 from dreamer2.agent import Agent
 from dreamer2.config import make_config
 from dreamer2.training import keep_freed_memory
+from host import describe
 
 SHEEPRL = "0.8.4"
 
@@ -182,7 +183,8 @@ def main() -> None:
                           "batch": [cfg.replay.batch, cfg.replay.length], "threads": torch.get_num_threads(), "keep_freed_memory": kept,
                           "update_s_median": round(median, 4), "updates": len(times[precision]),
                           "ratio_to_first": round(median / base, 3), "phases_s": split,
-                          "policy_step_ms_median": round(1000 * latency[precision], 3), **compared}), flush=True)
+                          "policy_step_ms_median": round(1000 * latency[precision], 3), **compared,
+                          "host": describe()}), flush=True)
 
 
 if __name__ == "__main__":
