@@ -107,6 +107,8 @@ class Agent(nn.Module):
         self.wm = WorldModel(self.obs_space, self.action_dim, cfg)
         self.ac = ActorCritic(self.wm.rssm.feat_dim, self.action_dim, self.discrete, cfg)
         init_like_reference(self)
+        with torch.no_grad():
+            self.ac.actor.net.out.weight.mul_(cfg.actor.out_scale)
         self.ac.slow_critic.load_state_dict(self.ac.critic.state_dict())
         self.to(device)
         self.device = torch.device(device)

@@ -135,6 +135,9 @@ class ActorConfig:
     # divided by max(1, S), S an EMA (decay 0.99) of the λ-returns' 95th - 5th percentile, so the
     # entropy bonus keeps its weight against returns of any scale.
     return_norm: bool = False
+    # Scale of the output layer's initial weights (1: Glorot, as the reference; 0: zeros, so that the
+    # first policy's mean is 0 in every state, as DDPG starts its actor near zero; not in DreamerV2).
+    out_scale: float = 1.0
 
 
 @dataclass

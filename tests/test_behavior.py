@@ -158,3 +158,24 @@ def test_gathered_one_hot_layers_match_the_dense_product():
             assert (x is None) == (y is None)
             if x is not None:
                 torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5)
+
+
+def test_actor_out_scale_zero_starts_every_state_at_mean_zero_and_still_learns():
+    """``actor.out_scale 0`` zeroes the actor's output layer at construction: the first policy's
+    mean is 0 (its mode acts 0) in every state, with the default std, and the layer still gets a
+    gradient. The default (1) keeps the reference's Glorot init."""
+    import numpy as np
+    from gymnasium import spaces
+    from dreamer2.agent import Agent
+    torch.manual_seed(0)
+    obs_space = {"vector": ((5,), np.float32)}
+    act_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    zero = Agent(make_config("debug", {"actor.out_scale": 0.0}), obs_space, act_space)
+    glorot = Agent(make_config("debug"), obs_space, act_space)
+    feat = torch.randn(7, zero.wm.rssm.feat_dim)
+    dist = zero.ac.actor(feat)
+    torch.testing.assert_close(dist.mode(), torch.zeros(7, 2))
+    torch.testing.assert_close(dist.scale, torch.full((7, 2), 1.0 + zero.cfg.actor.min_std))  # 2 sigmoid(0) + min_std
+    assert glorot.ac.actor(feat).mode().abs().min() > 0
+    (-dist.log_prob(torch.full((7, 2), 0.5)).sum()).backward()
+    assert zero.ac.actor.net.out.weight.grad.abs().sum() > 0
