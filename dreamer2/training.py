@@ -242,6 +242,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
         if cfg.env.task.startswith("atari:"):
             scores["human_normalized"] = human_normalized(cfg.env.task, stats["return_mean"])
         logger.scalars(scores, "eval/")
+        logger.write(at)  # at the step it measured (as the reference), not averaged into the next interval
         logger.progress(at, eval=stats["return_mean"])
         if tc.keep_best and stats["return_mean"] > best["return"]:
             best["return"] = stats["return_mean"]

@@ -107,6 +107,7 @@ def test_best_evaluation_weights_are_kept_and_survive_a_resume(tmp_path):
     overrides = {"train.eval_every": 50, "train.videos": False}
     dreamer2.train("gym:CartPole-v1", preset="debug", steps=300, logdir=logdir, progress=False, overrides=overrides)
     evals = [(r["step"], r["eval/return"]) for r in map(json.loads, open(logdir / "metrics.jsonl")) if "eval/return" in r]
+    assert [step for step, _ in evals] == [100, 150, 200, 250, 300]  # each at its own step, from the prefill's end
     assert len({ret for _, ret in evals}) > 1  # several different evaluations to choose from
     best_step, best_ret = max(evals, key=lambda e: e[1])  # the first of the best on ties
     saved = torch.load(logdir / "best.pt", weights_only=False)
