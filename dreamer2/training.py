@@ -297,8 +297,7 @@ def train(cfg: DictConfig, logdir: Path, env: Any = None, progress: bool = True)
             if step >= next_ckpt:
                 next_ckpt += tc.checkpoint_every
                 save_checkpoint(checkpoint, agent, step, replay, achievements)
-        run_eval(step)
-        logger.write(step)
+        run_eval(step)  # writes everything logged up to here
         save_checkpoint(checkpoint, agent, step, replay, achievements)
     finally:
         logger.close()
