@@ -60,6 +60,7 @@ def precision(agent: Agent, batch: dict[str, np.ndarray], where: tuple[str, int,
     if where is not None:
         key, index, value = where
         keep = batch[key][..., index] > value
+    keep[:, 0] = False  # the reset step: its reward is a placeholder, and no action led to it
 
     def raw(key: str, x: torch.Tensor) -> np.ndarray:
         """Undo the observation standardization (``model.obs_norm``) where there is one."""
