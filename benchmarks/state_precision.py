@@ -1,7 +1,7 @@
 """How precisely does a run's world model know its vector state, filtered and predicted?
 
 A policy can only correct what its latent state resolves. On ``dmc:cartpole_balance`` the learned
-actor holds the pole for ~2 s and then lets a slow lean (|sin| ~0.15, angular velocity ~0.2 rad/s)
+actor holds the pole for ~1.4 s and then lets a slow lean (|sin| ~0.15, angular velocity ~0.2 rad/s)
 grow into a fall; this probe says whether the model's state is finer than that drift.
 
 On the run's newest ``--episodes`` episodes it prints, per vector key and dimension, in the env's
