@@ -134,11 +134,7 @@ class Agent(nn.Module):
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One gradient step on every part from a replay batch of [B, T, ...] arrays."""
         clock = Clock(self.device)
-        self.wm.update_obs_stats(batch)
-        data = self.wm.preprocess(batch, self.device)
-        with self.autocast():
-            wm_loss, post, metrics = self.wm.loss(data)
-        metrics.update(self.model_opt.step(wm_loss))
+        post, data, metrics = self.update_world_model(batch)
         clock.lap("world_model")
         actor_loss, critic_loss, ac_metrics = self.behavior_losses(post, data["is_terminal"])
         clock.lap("imagination")
@@ -151,6 +147,17 @@ class Agent(nn.Module):
         metrics = {k: float(v) for k, v in metrics.items()}
         metrics.update(clock.laps)
         return metrics
+
+    def update_world_model(self, batch: dict[str, np.ndarray]
+                           ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The world model's gradient step alone: returns the posterior states [B, T, ...] that
+        imagination starts from, the preprocessed batch, and the model's metrics."""
+        self.wm.update_obs_stats(batch)
+        data = self.wm.preprocess(batch, self.device)
+        with self.autocast():
+            wm_loss, post, metrics = self.wm.loss(data)
+        metrics.update(self.model_opt.step(wm_loss))
+        return post, data, metrics
 
     def behavior_losses(self, post: dict[str, torch.Tensor], is_terminal: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
