@@ -17,6 +17,7 @@ import json
 
 import numpy as np
 import torch
+from dm_control.utils import rewards
 
 import dreamer2
 from dreamer2.envs import make_env
@@ -26,8 +27,6 @@ TERMS = ("upright", "centered", "control", "velocity")
 
 def terms(physics) -> tuple[float, float, float, float]:
     """The four factors of cartpole's smooth reward, as ``dm_control.suite.cartpole`` computes them."""
-    from dm_control.utils import rewards
-
     upright = (physics.pole_angle_cosine().mean() + 1) / 2
     centered = (1 + rewards.tolerance(physics.cart_position(), margin=2)) / 2
     control = (4 + rewards.tolerance(physics.control(), margin=1, value_at_margin=0, sigmoid="quadratic")[0]) / 5
