@@ -2,6 +2,8 @@
 
 Layer sizes follow the reference implementation: ELU activations, 'valid' convolutions of
 stride 2 whose depth doubles per layer, and a decoder that starts from a 1x1 feature map.
+Every ELU works in place: its input is a layer's output that nothing else reads, and its
+backward needs only its own output, so no second copy of each activation is written and kept.
 """
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def mlp(inp: int, layers: int, units: int, norm: bool = False) -> nn.Sequential:
         modules.append(nn.Linear(inp, units, bias=not norm))
         if norm:
             modules.append(nn.LayerNorm(units, eps=1e-3))
-        modules.append(nn.ELU())
+        modules.append(nn.ELU(inplace=True))
         inp = units
     return nn.Sequential(*modules)
 
@@ -123,7 +125,7 @@ class ConvEncoder(nn.Module):
             layers.append(nn.Conv2d(channels, out, kernel, stride=2, bias=not norm))
             if norm:
                 layers.append(nn.GroupNorm(1, out, eps=1e-3))  # LayerNorm over channels and space
-            layers.append(nn.ELU())
+            layers.append(nn.ELU(inplace=True))
             channels = out
         # channels_last (NHWC) memory: the same convolutions, ~1.5x faster on CPU (oneDNN's native layout).
         self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
@@ -196,7 +198,7 @@ class ConvDecoder(nn.Module):
             if not last:
                 if norm:
                     layers.append(nn.GroupNorm(1, outs[i], eps=1e-3))
-                layers.append(nn.ELU())
+                layers.append(nn.ELU(inplace=True))
         self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # as the encoder: ~1.15x here
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:

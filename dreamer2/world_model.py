@@ -174,14 +174,18 @@ class RSSM(nn.Module):
         """Filter a sequence: embed [B, T, E], action [B, T, A], is_first [B, T] -> states [B, T, ...]."""
         if state is None:
             state = self.initial(embed.shape[0], embed.device)
-        posts, priors = [], []
+        posts = []
         parts = self.embed_part(embed)  # [B, T, hidden]
         for t in range(embed.shape[1]):
-            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[:, t])
+            state, _ = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[:, t],
+                                     with_prior=False)
             posts.append(state)
-            priors.append(prior)
-        stack = lambda states: {k: torch.stack([s[k] for s in states], 1) for k in states[0]}
-        return stack(posts), stack(priors)
+        post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}  # [B, T, ...]
+        # The prior's head reads only ``deter`` and nothing in the recurrence reads the prior, so it
+        # runs once over all B*T frames (one GEMM) instead of T times over B rows inside the loop;
+        # the loss needs only its stats, so its sample is not drawn.
+        prior = {"deter": post["deter"], **self._stats(self.img_out(post["deter"]))}
+        return post, prior
 
     def kl(self, p: State, q: State) -> torch.Tensor:
         if self.discrete:

@@ -159,26 +159,36 @@ def test_reward_scale_applies_before_the_transform():
     torch.testing.assert_close(data["reward"], torch.full((2, 10), float(np.tanh(-1.6))))
 
 
-def test_observe_fast_path_equals_the_plain_posterior_dense():
-    """observe computes the embedding's part of the posterior Dense outside the loop; the plain
-    Dense over [deter, embed] at every step must give the same states and gradients."""
+def test_observe_fast_path_equals_the_plain_filter():
+    """observe computes the embedding's part of the posterior Dense outside the loop, and the
+    prior's head once over all frames after it; the textbook filter (img_step, then the Dense
+    over [deter, embed], at every step) must give the same posterior and prior and gradients."""
     torch.manual_seed(0)
     rssm = _rssm()
     embed = torch.randn(3, 6, 8, requires_grad=True)
     action, is_first = torch.randn(3, 6, 2), torch.zeros(3, 6)
-    post, _ = rssm.observe(embed, action, is_first)
-    state, plain = rssm.initial(3, "cpu"), []
-    for t in range(6):  # the same filter with the textbook layer: obs_out(cat([deter, embed]))
-        prior = rssm.img_step({k: v for k, v in state.items()}, action[:, t])
-        logits = rssm.obs_out(torch.cat([prior["deter"], embed[:, t]], -1)).reshape(3, 4, 3)
-        torch.manual_seed(t)
-        state = {"deter": prior["deter"], "logits": logits, "stoch": post["stoch"][:, t]}  # same sample
+    is_first[1, 3] = 1.0
+    post, prior = rssm.observe(embed, action, is_first)
+    state, plain, plain_prior = rssm.initial(3, "cpu"), [], []
+    for t in range(6):
+        keep = 1.0 - is_first[:, t]
+        state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items()}
+        step = rssm.img_step(state, action[:, t] * keep[:, None])
+        logits = rssm.obs_out(torch.cat([step["deter"], embed[:, t]], -1)).reshape(3, 4, 3)
+        state = {"deter": step["deter"], "logits": logits, "stoch": post["stoch"][:, t]}  # same sample
         plain.append(logits)
-    plain = torch.stack(plain, 1)
+        plain_prior.append(step["logits"])
+    plain, plain_prior = torch.stack(plain, 1), torch.stack(plain_prior, 1)
     torch.testing.assert_close(post["logits"], plain, atol=1e-6, rtol=1e-5)
-    g_fast = torch.autograd.grad(post["logits"].square().sum(), embed, retain_graph=True)[0]
-    g_plain = torch.autograd.grad(plain.square().sum(), embed)[0]
-    torch.testing.assert_close(g_fast, g_plain, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(prior["logits"], plain_prior, atol=1e-6, rtol=1e-5)
+    params = [embed, *rssm.parameters()]
+    g_fast = torch.autograd.grad((post["logits"].square().sum() + prior["logits"].cos().sum()), params,
+                                 retain_graph=True, allow_unused=True)
+    g_plain = torch.autograd.grad((plain.square().sum() + plain_prior.cos().sum()), params, allow_unused=True)
+    for fast, slow in zip(g_fast, g_plain):
+        assert (fast is None) == (slow is None)
+        if fast is not None:
+            torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
 
 
 def test_channels_last_convolutions_match_the_plain_layout():
