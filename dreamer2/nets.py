@@ -144,10 +144,12 @@ class ConvEncoder(nn.Module):
         return x.reshape(*lead, -1)  # [..., out_dim], flattened in (C, h, w) order as without channels_last
 
 
-def few_outputs(conv: nn.Conv2d, x: torch.Tensor, most: int = 16) -> bool:
-    """Whether a convolution has at most ``most`` output positions in all (the encoder's last
-    layer when acting: 2x2 per image). oneDNN's convolution is slow there (1.2 ms for 192x6x6 ->
-    384x2x2 at batch 1 inside a policy step), where it is one small GEMM over the weight."""
+def few_outputs(conv: nn.Conv2d, x: torch.Tensor, most: int = 1024) -> bool:
+    """Whether a convolution has at most ``most`` output positions in all: every layer of the
+    64x64 encoder when acting for one env (31x31, 14x14, 6x6, 2x2). oneDNN's convolution is slow
+    at so few outputs (1.2 ms for 192x6x6 -> 384x2x2 at batch 1 inside a policy step), where it
+    is one small GEMM of the patches; with all four layers as GEMMs rather than the last alone the
+    atari policy step took 5.35 against 5.61 ms (Zen 2, two threads, medians of 8 rounds)."""
     plain = conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
     oh, ow = _valid_output_size(conv, x)
     return plain and x.shape[0] * oh * ow <= most

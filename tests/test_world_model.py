@@ -219,7 +219,7 @@ def test_acting_encoder_computes_small_convolutions_as_gemms_with_the_same_outpu
     torch.manual_seed(0)
     for norm in (False, True):
         encoder = ConvEncoder(3, 4, [4, 4, 4, 4], (64, 64), norm=norm)
-        for batch in (1, 3, 5):  # 2x2 outputs per image: the last layer is a GEMM for batch <= 4
+        for batch in (1, 3, 5):  # 31x31 outputs per image in the first layer: a GEMM at batch 1 only
             x = torch.rand(batch, 3, 64, 64) - 0.5
             with torch.no_grad():
                 torch.testing.assert_close(encoder(x), _conv_forward(encoder, x), atol=1e-5, rtol=1e-4)
