@@ -129,10 +129,14 @@ class RSSM(nn.Module):
         x = self.img_in[1:](linear(self.img_in[0], self._after_stoch(state, action, gather=True)))  # [N, hidden]
         return self.gru(x, state["deter"])
 
+    def prior_stats(self, deter: torch.Tensor) -> State:
+        """The prior's stats from ``deter`` [..., deter] alone (its head reads nothing else)."""
+        return self._stats(self.img_out(deter))
+
     def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
         """Prior step: ``recur`` and the prior's stats and sample from ``deter``."""
         deter = self.recur(state, action)  # [N, deter]
-        stats = self._stats(self.img_out(deter))
+        stats = self.prior_stats(deter)
         return {"deter": deter, **self._sample(stats, sample), **stats}
 
     def embed_part(self, embed: torch.Tensor) -> torch.Tensor:
@@ -184,7 +188,7 @@ class RSSM(nn.Module):
         # The prior's head reads only ``deter`` and nothing in the recurrence reads the prior, so it
         # runs once over all B*T frames (one GEMM) instead of T times over B rows inside the loop;
         # the loss needs only its stats, so its sample is not drawn.
-        prior = {"deter": post["deter"], **self._stats(self.img_out(post["deter"]))}
+        prior = {"deter": post["deter"], **self.prior_stats(post["deter"])}
         return post, prior
 
     def kl(self, p: State, q: State) -> torch.Tensor:
