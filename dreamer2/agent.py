@@ -46,6 +46,10 @@ class Optimizer:
         self.name, self.params, self.clip = name, list(module.parameters()), cfg.clip
         self.parts = {part: getattr(module, part) for part in parts}
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.wd / cfg.lr)
+        # Adam's steps have the same size whatever the gradient's: a warmup keeps the first steps,
+        # taken on a world model fitted to a few random episodes, small.
+        warmup = max(cfg.warmup, 1)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: min(1.0, (step + 1) / warmup))
         self.scaler = torch.amp.GradScaler(device, enabled=fp16)
         self.skipped = 0
 
@@ -64,10 +68,14 @@ class Optimizer:
                             f"precision/{self.name}_skipped": torch.tensor(float(self.skipped))})
         else:
             self.opt.step()
-        return {f"{self.name}/loss": loss.detach(), f"{self.name}/grad_norm": norm, **metrics}
+        lr = self.opt.param_groups[0]["lr"]  # the rate this step took
+        self.schedule.step()
+        return {f"{self.name}/loss": loss.detach(), f"{self.name}/grad_norm": norm, f"{self.name}/lr": torch.tensor(lr),
+                **metrics}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"opt": self.opt.state_dict(), "scaler": self.scaler.state_dict(), "skipped": self.skipped}
+        return {"opt": self.opt.state_dict(), "scaler": self.scaler.state_dict(), "skipped": self.skipped,
+                "schedule": self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "opt" not in state:  # checkpoints written before the gradient scaler held Adam's state alone
@@ -75,6 +83,8 @@ class Optimizer:
         self.opt.load_state_dict(state["opt"])
         self.scaler.load_state_dict(state["scaler"])
         self.skipped = state["skipped"]
+        if "schedule" in state:  # checkpoints written before the warmup option start at the full rate
+            self.schedule.load_state_dict(state["schedule"])
 
 
 def cpu_has_native_bf16() -> bool:

@@ -119,6 +119,9 @@ class OptConfig:
     eps: float = 1e-5
     clip: float = 100.0
     wd: float = 1e-6  # decoupled: weights *= (1 - wd) each step, as the reference does
+    # Linear learning-rate warmup over this optimizer's first `warmup` steps (DreamerV3's option;
+    # 0, the reference DreamerV2's, starts at the full rate).
+    warmup: int = 0
 
 
 @dataclass
@@ -339,6 +342,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.train.train_every > 0, "train.train_every must be > 0"),
         (cfg.env.action_repeat > 0, "env.action_repeat must be > 0"),
         (len(cfg.env.size) == 2, "env.size must be [height, width]"),
+        (min(cfg.model_opt.warmup, cfg.actor_opt.warmup, cfg.critic_opt.warmup) >= 0, "*_opt.warmup must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:

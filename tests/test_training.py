@@ -80,6 +80,23 @@ def test_checkpoint_round_trip_bitwise(tmp_path):
                 assert torch.equal(sa["state"][k][name], sb["state"][k][name])
 
 
+def test_warmup_ramps_the_rate_linearly_and_resumes_where_it_stopped(tmp_path):
+    """``actor_opt.warmup 4``: the actor's steps take 1/4, 2/4, 3/4 of its rate, then all of it,
+    also across a checkpoint; the critic (warmup 0) takes its full rate from the first step."""
+    cfg = make_config("debug", {"actor_opt.warmup": 4})
+    env = make_env("gym:CartPole-v1", cfg, seed=0)
+    batch = {k: v[None].repeat(2, 0) for k, v in _episode(env, 12).items()}
+    a = Agent(cfg, env.obs_space, env.act_space)
+    rates = [a.update(batch) for _ in range(2)]
+    save_checkpoint(tmp_path / "checkpoint.pt", a, 2, Replay(tmp_path / "episodes", 1000, cfg.replay.length))
+    b = Agent(cfg, env.obs_space, env.act_space)
+    load_checkpoint(tmp_path / "checkpoint.pt", b)
+    rates += [b.update(batch) for _ in range(3)]
+    lr = cfg.actor_opt.lr
+    assert [m["actor/lr"] for m in rates] == pytest.approx([lr / 4, lr / 2, 3 * lr / 4, lr, lr])
+    assert [m["critic/lr"] for m in rates] == pytest.approx([cfg.critic_opt.lr] * 5)
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     cfg = make_config("debug")
     env = make_env("gym:CartPole-v1", cfg, seed=0)
