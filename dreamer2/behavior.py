@@ -51,11 +51,21 @@ class Actor(nn.Module):
         self.net = MLPHead(feat, out, cfg.layers, cfg.units, cfg.norm)
 
     def forward(self, feat: torch.Tensor | OneHotFeat) -> OneHotDist | TruncNormalDist:
-        x = self.net(feat)
+        return self.dist(self.net(feat))
+
+    def dist(self, x: torch.Tensor) -> OneHotDist | TruncNormalDist:
+        """The distribution from the network's output ``x``."""
         if self.dist_name == "onehot":
             return OneHotDist(x)
         mean, std = x.chunk(2, -1)
         return TruncNormalDist(torch.tanh(mean), 2 * torch.sigmoid(std / 2) + self.min_std)
+
+    def mean_square(self, x: torch.Tensor) -> torch.Tensor:
+        """The squared pre-tanh mean of continuous actions from the output ``x``, averaged over
+        action dimensions [...] (zeros for one-hot actions, which have none)."""
+        if self.dist_name == "onehot":
+            return x.new_zeros(x.shape[:-1])
+        return x.chunk(2, -1)[0].square().mean(-1)
 
 
 class Critic(nn.Module):
@@ -83,22 +93,24 @@ class ActorCritic(nn.Module):
     def imagine(self, wm: WorldModel, start: State, horizon: int) -> dict[str, torch.Tensor]:
         """Roll the actor forward in latent space from start states [N, ...].
 
-        Returns batch-first [N, H+1, ...] features (a ``OneHotFeat`` when no gradient flows
-        through the dynamics) and actions (action t led to state t; the
-        start's action is zeros), plus per-step log-probabilities and entropies [N, H] of the
-        policy at states 0..H-1, computed once here and reused by the actor loss.
+        Returns batch-first [N, H+1, ...] features (a ``OneHotFeat`` for sampled one-hot latents)
+        and actions (action t led to state t; the start's action is zeros), plus per-step
+        log-probabilities, entropies and squared pre-tanh means [N, H] of the policy at states
+        0..H-1, computed once here and reused by the actor loss.
         """
         dynamics_grad = self.grad in ("dynamics", "both")
-        # Features without gradient, from sampled one-hot states: layers over them gather their one-hots.
-        gather = not dynamics_grad and wm.rssm.gatherable(start)
+        # Features from sampled one-hot states: layers over them gather their one-hots.
+        gather = wm.rssm.gatherable(start)
         state = start
         feat = wm.rssm.feat(state, gather)
-        feats, actions, logps, ents = [feat], [], [], []
+        feats, actions, logps, ents, means = [feat], [], [], [], []
         for _ in range(horizon):
-            dist = self.actor(feat.detach())
+            out = self.actor.net(feat.detach())
+            dist = self.actor.dist(out)
             action = dist.sample()
             logps.append(dist.log_prob(action.detach()))
             ents.append(dist.entropy())
+            means.append(self.actor.mean_square(out))
             with torch.set_grad_enabled(dynamics_grad and torch.is_grad_enabled()):
                 state = wm.rssm.img_step(state, action if dynamics_grad else action.detach())
                 feat = wm.rssm.feat(state, gather)
@@ -106,7 +118,7 @@ class ActorCritic(nn.Module):
             actions.append(action)
         actions.insert(0, torch.zeros_like(actions[0]))
         return {"feat": stack_feat(feats, 1), "action": torch.stack(actions, 1),
-                "logp": torch.stack(logps, 1), "entropy": torch.stack(ents, 1)}
+                "logp": torch.stack(logps, 1), "entropy": torch.stack(ents, 1), "mean_square": torch.stack(means, 1)}
 
     def losses(self, wm: WorldModel, start: State, is_terminal: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -140,8 +152,9 @@ class ActorCritic(nn.Module):
         w = weight[:, :-2]
         # The loss split into its terms (they sum to it): what drives the actor, logged as is.
         terms = {"reinforce": -(w * (1 - mix) * reinforce).mean(), "dynamics": -(w * mix * ret).mean(),
-                 "entropy": -(w * cfg.actor.entropy * entropy).mean()}
-        actor_loss = terms["reinforce"] + terms["dynamics"] + terms["entropy"]
+                 "entropy": -(w * cfg.actor.entropy * entropy).mean(),
+                 "mean_reg": (w * cfg.actor.mean_reg * seq["mean_square"][:, :-1]).mean()}
+        actor_loss = sum(terms.values())
 
         # Critic: regress the λ-return from the imagined features.
         critic_dist = self.critic(feat[:, :-1].detach())

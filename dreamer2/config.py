@@ -141,6 +141,11 @@ class ActorConfig:
     # Scale of the output layer's initial weights (1: Glorot, as the reference; 0: zeros, so that the
     # first policy's mean is 0 in every state, as DDPG starts its actor near zero; not in DreamerV2).
     out_scale: float = 1.0
+    # Weight of a penalty on the squared pre-tanh mean of continuous actions (the `mean_reg` of
+    # SAC's original code; 0: none, as DreamerV2). Past |mean| ~3 tanh's gradient all but
+    # vanishes, so an actor pushed to a bound by an early model cannot come back; the penalty's
+    # gradient grows with the mean instead.
+    mean_reg: float = 0.0
 
 
 @dataclass

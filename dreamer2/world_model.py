@@ -92,14 +92,15 @@ class RSSM(nn.Module):
         return state
 
     def gatherable(self, state: State) -> bool:
-        """A sampled one-hot state (it has ``columns``) whose one-hots need no gradient."""
-        return (self.gather_onehot and "columns" in state
-                and not (torch.is_grad_enabled() and state["stoch"].requires_grad))
+        """A sampled one-hot state: it has the ``columns`` its one-hots set."""
+        return self.gather_onehot and "columns" in state
 
     def _after_stoch(self, state: State, tail: torch.Tensor, gather: bool) -> torch.Tensor | OneHotFeat:
-        """``[stoch, tail]``; with ``gather``, a ``OneHotFeat`` where the state allows."""
+        """``[stoch, tail]``; with ``gather``, a ``OneHotFeat`` where the state allows (with its
+        straight-through one-hots where they carry gradient)."""
         if gather and self.gatherable(state):
-            return OneHotFeat(state["columns"], tail, self.stoch_dim)
+            onehot = state["stoch"] if torch.is_grad_enabled() and state["stoch"].requires_grad else None
+            return OneHotFeat(state["columns"], tail, self.stoch_dim, None if onehot is None else onehot.flatten(-2))
         stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]  # [..., stoch_dim]
         return torch.cat([stoch, tail], -1)
 

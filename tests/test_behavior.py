@@ -121,6 +121,31 @@ def test_return_norm_divides_the_actor_return_terms_by_the_scale():
         torch.testing.assert_close(terms[True]["actor/entropy_term"], terms[False]["actor/entropy_term"])
 
 
+def test_mean_reg_penalizes_the_squared_pre_tanh_mean_and_pulls_it_back_from_a_bound():
+    """``actor.mean_reg c`` adds c * mean(w * m^2) over the imagined states the actor is trained
+    on (m the pre-tanh mean, w the cumulative discount), by hand; its gradient pulls a mean far
+    past tanh's range back towards 0, where the return's gradient through tanh has all but gone."""
+    grads = {}
+    for c in (0.0, 0.5):
+        torch.manual_seed(0)
+        wm, ac, start = _actor_critic("dynamics", False, **{"actor.mean_reg": c, "actor.entropy": 0.0,
+                                                            "model.pred_discount": False})
+        with torch.no_grad():
+            ac.actor.net.out.bias[:2] = 6.0  # both pre-tanh means ~6: tanh' ~ 2e-5
+        wm.requires_grad_(False)
+        torch.manual_seed(1)
+        seq = ac.imagine(wm, start, ac.cfg.behavior.horizon)
+        torch.manual_seed(1)
+        loss, _, metrics = ac.losses(wm, start, torch.zeros(6))
+        mean = ac.actor.net(seq["feat"][:, :-2].detach())[..., :2]  # [N, H-1, 2]
+        w = ac.cfg.behavior.discount ** torch.arange(ac.cfg.behavior.horizon - 1.0)  # [H-1]
+        torch.testing.assert_close(metrics["actor/mean_reg_term"], c * (w * mean.square().mean(-1)).mean())
+        loss.backward()
+        grads[c] = ac.actor.net.out.bias.grad[:2]
+    assert (grads[0.5] > 0).all()  # descent lowers both means
+    assert (grads[0.5].abs() > 1000 * grads[0.0].abs()).all()  # without it, next to nothing moves them
+
+
 def test_logged_actor_terms_add_up_to_the_actor_loss():
     for grad in ("reinforce", "dynamics", "both"):
         torch.manual_seed(0)
@@ -134,9 +159,10 @@ def test_logged_actor_terms_add_up_to_the_actor_loss():
 
 
 def test_gathered_one_hot_layers_match_the_dense_product():
-    """Layers over sampled one-hot latents that need no gradient gather the weight columns the
-    one-hots pick (OneHotFeat) instead of multiplying the dense vector: the same sums, so the
-    losses and every gradient must match the plain path, for each kind of actor gradient."""
+    """Layers over sampled one-hot latents gather the weight columns the one-hots pick
+    (OneHotFeat) instead of multiplying the dense vector, and pass the straight-through
+    gradient to the one-hots where dynamics gradients need it: the same sums, so the losses and
+    every gradient must match the plain path, for each kind of actor gradient."""
     for grad, discrete in (("reinforce", True), ("dynamics", False), ("both", True)):
         runs = []
         for gather in (True, False):

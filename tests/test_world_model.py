@@ -262,6 +262,32 @@ def test_one_hot_feat_linear_gathers_the_same_sum_and_gradients():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_one_hot_feat_linear_passes_the_straight_through_gradient_to_its_one_hots():
+    """With ``onehot`` (straight-through one-hots that carry gradient) the gathered layer's
+    output, the weight's gradient and the gradient to the probabilities behind the one-hots
+    equal those of the dense product over the same one-hots."""
+    from dreamer2.distributions import OneHotDist
+    from dreamer2.nets import OneHotFeat, linear
+    torch.manual_seed(0)
+    logits = torch.randn(5, 3, 4, requires_grad=True)  # [N, stoch, classes]
+    dist = OneHotDist(logits)
+    index = dist.sample_index()
+    onehot = dist.straight_through(index).flatten(-2)  # [5, 12]
+    dense = torch.randn(5, 6, requires_grad=True)
+    feat = OneHotFeat(index + torch.arange(3) * 4, dense, 12, onehot)
+    layer = torch.nn.Linear(18, 9)
+    torch.testing.assert_close(feat.to_dense(), torch.cat([onehot, dense], -1))
+    target = torch.randn(5, 9)
+    fast, plain = linear(layer, feat), layer(feat.to_dense())
+    torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
+    inputs = [logits, dense, layer.weight, layer.bias]
+    g_fast = torch.autograd.grad((fast - target).square().sum(), inputs, retain_graph=True)  # shares the one-hots
+    g_plain = torch.autograd.grad((plain - target).square().sum(), inputs)
+    assert g_plain[0].abs().sum() > 0
+    for a, b in zip(g_fast, g_plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_one_hot_table_is_cached_without_gradient_and_follows_weight_updates():
     """Acting reuses the transposed one-hot block of a layer's weight; an optimizer step (an
     in-place update) must make it fresh, or the policy would act with stale weights."""
