@@ -174,6 +174,8 @@ class ActorCritic(nn.Module):
         })
         if cfg.actor.return_norm:
             metrics["actor/return_scale"] = torch.as_tensor(scale)
+        if self.actor.dist_name == "trunc_normal":  # past ~3 the mean sits at a bound, where tanh passes no gradient
+            metrics["actor/pre_tanh_mean_rms"] = seq["mean_square"].mean().sqrt().detach()
         return actor_loss, critic_loss, metrics
 
     def return_scale(self, target: torch.Tensor, decay: float = 0.99) -> torch.Tensor:
