@@ -46,8 +46,8 @@ class Optimizer:
         self.name, self.params, self.clip = name, list(module.parameters()), cfg.clip
         self.parts = {part: getattr(module, part) for part in parts}
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.wd / cfg.lr)
-        # Adam's steps have the same size whatever the gradient's: a warmup keeps the first steps,
-        # taken on a world model fitted to a few random episodes, small.
+        # Adam's steps have about the rate's size whatever the gradient's: a warmup keeps the first
+        # ones, taken while the losses (and, for the actor, the world model) are least trained, small.
         warmup = max(cfg.warmup, 1)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: min(1.0, (step + 1) / warmup))
         self.scaler = torch.amp.GradScaler(device, enabled=fp16)
@@ -59,17 +59,20 @@ class Optimizer:
         self.scaler.unscale_(self.opt)
         metrics = {f"grad_norm/{part}": norm for part, norm in grad_norms(self.parts).items()}
         norm = nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip else torch.zeros(())
+        stepped = True
         if self.scaler.is_enabled():
             scale = self.scaler.get_scale()
             self.scaler.step(self.opt)  # skipped when the gradients hold inf or NaN
             self.scaler.update()
-            self.skipped += int(self.scaler.get_scale() < scale)
+            stepped = self.scaler.get_scale() >= scale
+            self.skipped += int(not stepped)
             metrics.update({f"precision/{self.name}_loss_scale": torch.tensor(scale),
                             f"precision/{self.name}_skipped": torch.tensor(float(self.skipped))})
         else:
             self.opt.step()
         lr = self.opt.param_groups[0]["lr"]  # the rate this step took
-        self.schedule.step()
+        if stepped:  # a skipped step does not count towards the warmup
+            self.schedule.step()
         return {f"{self.name}/loss": loss.detach(), f"{self.name}/grad_norm": norm, f"{self.name}/lr": torch.tensor(lr),
                 **metrics}
 
