@@ -99,8 +99,8 @@ class RSSM(nn.Module):
         """``[stoch, tail]``; with ``gather``, a ``OneHotFeat`` where the state allows (with its
         straight-through one-hots where they carry gradient)."""
         if gather and self.gatherable(state):
-            onehot = state["stoch"] if torch.is_grad_enabled() and state["stoch"].requires_grad else None
-            return OneHotFeat(state["columns"], tail, self.stoch_dim, None if onehot is None else onehot.flatten(-2))
+            grad = torch.is_grad_enabled() and state["stoch"].requires_grad
+            return OneHotFeat(state["columns"], tail, self.stoch_dim, state["stoch"].flatten(-2) if grad else None)
         stoch = state["stoch"].flatten(-2) if self.discrete else state["stoch"]  # [..., stoch_dim]
         return torch.cat([stoch, tail], -1)
 
