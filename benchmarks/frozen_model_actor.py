@@ -7,7 +7,7 @@ prints the real return of the actor's mode (``--episodes`` episodes) and the ima
 
 If a fresh actor against run A's model reaches A's final return, and against run B's model stays
 where B's actor stopped, B's plateau is in B's model (what it knows), not in its actor's history
-(docs/diagnostics.md, "DMC cartpole_balance: seeds that plateau").
+(docs/diagnostics.md, "Seeds that plateau").
 
     python benchmarks/frozen_model_actor.py runs/cartpole_seed3 --updates 400
 """

@@ -8,7 +8,7 @@ return, the model's mean absolute reward error and its mean predicted reward bes
 
 A model that is accurate on its own run's episodes but underrates a better run's is a model of the
 data it was trained on: under it, the better policy looks little better than its own, so its actor
-has nothing to climb towards (docs/diagnostics.md, "DMC cartpole_balance: seeds that plateau").
+has nothing to climb towards (docs/diagnostics.md, "Seeds that plateau").
 
     python benchmarks/model_transfer.py runs/cartpole_seed2 runs/cartpole_seed3
 """
