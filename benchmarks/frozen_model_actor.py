@@ -22,23 +22,8 @@ import torch
 
 import dreamer2
 from dreamer2.agent import Agent, Optimizer
-from dreamer2.envs import make_env
 from dreamer2.replay import Replay
-
-
-def real_return(agent, episodes: int, seed: int) -> float:
-    """Mean return of the actor's mode over ``episodes`` episodes."""
-    returns = []
-    for episode in range(episodes):
-        env = make_env(agent.cfg.env.task, agent.cfg, seed=seed + episode)
-        obs, state, total = env.reset(), None, 0.0
-        while not obs["is_last"]:
-            action, state = agent.act(obs, state)
-            obs = env.step(action)
-            total += float(obs["reward"])
-        env.close()
-        returns.append(total)
-    return float(np.mean(returns))
+from model_transfer import play
 
 
 def main() -> None:
@@ -63,7 +48,8 @@ def main() -> None:
             post, _ = agent.wm.rssm.observe(agent.wm.encode(data), data["action"], data["is_first"])
         actor_loss, critic_loss, metrics = agent.behavior_losses(post, data["is_terminal"])
         if update % args.every == 0:
-            print(json.dumps({"update": update, "real_return": round(real_return(agent, args.episodes, args.env_seed), 1),
+            episodes = play(agent, args.episodes, args.env_seed)  # the actor's mode, as evaluation
+            print(json.dumps({"update": update, "real_return": round(float(np.mean([e["reward"].sum() for e in episodes])), 1),
                               "lambda_return": round(float(metrics["behavior/lambda_return"]), 2)}), flush=True)
         if update < args.updates:
             agent.actor_opt.step(actor_loss)
