@@ -325,3 +325,23 @@ print(default, settled_faults(), resident_mb() - start)
     default, kept, grown_mb = map(int, out.split())
     assert default > 5 * 10_000 and kept < 500, (default, kept)  # 5 blocks of 16,384 pages of 4 KB
     assert grown_mb < 10 * 64, grown_mb  # the heap keeps a few blocks, not one for each of the 20 cycles
+
+
+def test_exploration_noise_matches_the_reference_for_both_action_kinds():
+    """``train.expl_noise`` (the reference's ``action_noise``): continuous actions get N(0, amount^2)
+    added and clipped to [-1, 1]; a discrete action is swapped for a uniform random one with
+    probability ``amount``, so it changes with probability amount * (1 - 1/n)."""
+    torch.manual_seed(0)
+    space = {"vector": ((4,), np.float32)}
+    cont = Agent(make_config("debug"), space, gymnasium.spaces.Box(-1, 1, (2,), np.float32))
+    zeros = torch.zeros(50_000, 2)
+    assert cont._noise(zeros, 0.0) is zeros
+    noisy = cont._noise(zeros, 0.3)
+    assert noisy.mean().item() == pytest.approx(0.0, abs=0.005) and noisy.std().item() == pytest.approx(0.3, abs=0.005)
+    at_bound = cont._noise(torch.ones(50_000, 2), 0.3)
+    assert at_bound.max().item() == 1.0 and (at_bound == 1.0).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    disc = Agent(make_config("debug"), space, gymnasium.spaces.Discrete(4))
+    first = torch.nn.functional.one_hot(torch.zeros(50_000, dtype=torch.long), 4).float()
+    swapped = disc._noise(first, 0.3)
+    assert (swapped.sum(-1) == 1).all() and set(swapped.unique().tolist()) == {0.0, 1.0}
+    assert (swapped.argmax(-1) != 0).float().mean().item() == pytest.approx(0.3 * 3 / 4, abs=0.01)
