@@ -8,14 +8,22 @@ episodes), env steps, wall time, and the pass threshold (the spine and Atari iss
     python benchmarks/learning.py                      # all tasks
     python benchmarks/learning.py cartpole pendulum    # some
     python benchmarks/learning.py cartpole --set train.steps=10000 --seed 1
+    python benchmarks/learning.py dmc_cartpole_balance --seed 0 1 2 3 4 5 --jobs 2
+
+With several seeds or ``--jobs N`` every (task, seed) runs in its own process, N at once with
+cores / N threads each, and each task ends with a summary line: every seed's final, how many
+passed and the mean of the finals. One seed can pass by luck; the summary says how often it does.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -109,49 +117,89 @@ def passes(threshold: float | str, stats: dict, random: np.ndarray) -> bool:
     return stats["return_mean"] >= threshold
 
 
+def run_one(name: str, seed: int, args: argparse.Namespace, root: str) -> dict:
+    """Train and evaluate one task on one seed; returns the JSON line's fields."""
+    task, preset, steps, overrides, threshold = TASKS[name]
+    overrides = {**overrides, **parse_overrides([f"--{kv}" for kv in args.set])}
+    repeat = int(overrides.get("env.action_repeat", 1))
+    start = time.time()
+    agent = dreamer2.train(task, preset=preset, steps=overrides.pop("train.steps", steps // repeat),
+                           logdir=f"{root}/{name}-seed{seed}", overrides=overrides, seed=seed, progress=args.progress)
+    train_time = time.time() - start
+    stats = dreamer2.evaluate(agent, episodes=args.episodes)
+    baseline = random_returns(task, preset, {k: v for k, v in overrides.items() if k.startswith("env.")})
+    # The best in-training evaluation's weights (best.pt), evaluated again on episodes of another
+    # seed: the in-training evals chose them, so their own scores would be biased upwards.
+    best = {}
+    if (agent.logdir / "best.pt").exists():
+        best_agent = dreamer2.load(agent.logdir, checkpoint="best")
+        best_stats = dreamer2.evaluate(best_agent, episodes=args.episodes,
+                                       seed=seed + 2 * best_agent.cfg.env.seed_offset_eval)
+        best = {"best_step": best_agent.step, "best_eval_return_mean": best_stats["return_mean"],
+                "best_eval_return_std": best_stats["return_std"],
+                "best_passed": bool(passes(threshold, best_stats, baseline))}
+    return {"task": name, "env": task, "preset": preset, "overrides": overrides,
+            "seed": seed, "env_steps": int(agent.cfg.train.steps * agent.cfg.env.action_repeat),
+            "agent_steps": int(agent.cfg.train.steps), "eval_return_mean": stats["return_mean"],
+            "eval_return_std": stats["return_std"], "eval_episodes": stats["episodes"],
+            "random_return_mean": float(baseline.mean()),
+            "random_return_std": float(baseline.std()), "random_episodes": len(baseline),
+            "train_minutes": round(train_time / 60, 2), "threshold": threshold,
+            "passed": bool(passes(threshold, stats, baseline)), **best, "logdir": str(agent.logdir)}
+
+
+def run_in_subprocess(name: str, seed: int, args: argparse.Namespace, root: str, threads: int) -> dict:
+    """``run_one`` in a child process with ``threads`` threads, so that runs share the cores evenly."""
+    command = [sys.executable, __file__, name, "--seed", str(seed), "--episodes", str(args.episodes),
+               "--logdir", root, *(["--set", *args.set] if args.set else []), *(["--progress"] if args.progress else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    child = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
+    lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+    if child.returncode not in (0, 1) or not lines:
+        raise RuntimeError(f"{name} seed {seed} failed (exit code {child.returncode}); its log is above")
+    return json.loads(lines[-1])
+
+
+def summary(name: str, results: list[dict]) -> dict:
+    """One task over its seeds: every final, how many passed and their mean."""
+    finals = {r["seed"]: round(r["eval_return_mean"], 1) for r in results}
+    return {"task": name, "summary": True, "finals": finals, "passed": sum(r["passed"] for r in results),
+            "seeds": len(results), "mean_final": round(float(np.mean(list(finals.values()))), 1),
+            "threshold": results[0]["threshold"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("tasks", nargs="*", default=list(TASKS))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--logdir", default=None, help="parent folder of the runs (default: a temp dir)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], help="extra overrides, key=value")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
+    unknown = [name for name in args.tasks if name not in TASKS]
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; known: {list(TASKS)}")
     root = args.logdir or tempfile.mkdtemp(prefix="dreamer2-bench-")
-    ok = True
+    runs = [(name, seed) for name in args.tasks for seed in args.seed]
+    if len(args.seed) == 1 and args.jobs == 1:
+        results = []
+        for name, seed in runs:
+            results.append(run_one(name, seed, args, root))
+            print(json.dumps(results[-1]), flush=True)
+        return 0 if all(r["passed"] for r in results) else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // args.jobs)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_in_subprocess, name, seed, args, root, threads) for name, seed in runs]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            print(json.dumps(results[-1]), flush=True)
     for name in args.tasks:
-        task, preset, steps, overrides, threshold = TASKS[name]
-        overrides = {**overrides, **parse_overrides([f"--{kv}" for kv in args.set])}
-        repeat = int(overrides.get("env.action_repeat", 1))
-        start = time.time()
-        agent = dreamer2.train(task, preset=preset, steps=overrides.pop("train.steps", steps // repeat),
-                               logdir=f"{root}/{name}-seed{args.seed}", overrides=overrides, seed=args.seed,
-                               progress=args.progress)
-        train_time = time.time() - start
-        stats = dreamer2.evaluate(agent, episodes=args.episodes)
-        baseline = random_returns(task, preset, {k: v for k, v in overrides.items() if k.startswith("env.")})
-        passed = bool(passes(threshold, stats, baseline))
-        ok &= passed
-        # The best in-training evaluation's weights (best.pt), evaluated again on episodes of another
-        # seed: the in-training evals chose them, so their own scores would be biased upwards.
-        best = {}
-        if (agent.logdir / "best.pt").exists():
-            best_agent = dreamer2.load(agent.logdir, checkpoint="best")
-            best_stats = dreamer2.evaluate(best_agent, episodes=args.episodes,
-                                           seed=args.seed + 2 * best_agent.cfg.env.seed_offset_eval)
-            best = {"best_step": best_agent.step, "best_eval_return_mean": best_stats["return_mean"],
-                    "best_eval_return_std": best_stats["return_std"],
-                    "best_passed": bool(passes(threshold, best_stats, baseline))}
-        print(json.dumps({"task": name, "env": task, "preset": preset, "overrides": overrides,
-                          "seed": args.seed, "env_steps": int(agent.cfg.train.steps * agent.cfg.env.action_repeat),
-                          "agent_steps": int(agent.cfg.train.steps), "eval_return_mean": stats["return_mean"],
-                          "eval_return_std": stats["return_std"], "eval_episodes": stats["episodes"],
-                          "random_return_mean": float(baseline.mean()),
-                          "random_return_std": float(baseline.std()), "random_episodes": len(baseline),
-                          "train_minutes": round(train_time / 60, 2), "threshold": threshold, "passed": passed,
-                          **best, "logdir": str(agent.logdir)}), flush=True)
-    return 0 if ok else 1
+        print(json.dumps(summary(name, [r for r in results if r["task"] == name])), flush=True)
+    return 0 if all(r["passed"] for r in results) else 1
 
 
 if __name__ == "__main__":
