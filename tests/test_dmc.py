@@ -1,7 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 
 import dreamer2
+import dreamer2.replay
 from dreamer2.config import make_config
 from dreamer2.envs import EnvError, make_env
 
@@ -52,3 +55,16 @@ def test_smoke_training_proprio(tmp_path):
     agent = dreamer2.train("dmc:cartpole_balance", preset=["dmc_proprio", "debug"], steps=300,
                            logdir=tmp_path / "run", overrides={"env.action_repeat": 2}, progress=False)
     assert len(list((agent.logdir / "episodes").glob("*.npz"))) >= 1
+
+
+def test_smoke_training_vision(tmp_path):
+    """The vision flavour end to end: rendered frames reach replay, the CNN encoder and decoder train."""
+    agent = dreamer2.train("dmc:cartpole_balance", preset=["dmc_vision", "debug"], steps=200, logdir=tmp_path / "run",
+                           overrides={"env.action_repeat": 2, "env.dmc.fast_render": True, "train.videos": False},
+                           progress=False)
+    assert agent.wm.enc_cnn == ["image"]
+    episode = dreamer2.replay.load_episode(next((agent.logdir / "episodes").glob("*.npz")))
+    assert episode["image"].shape[1:] == (64, 64, 3) and episode["image"].dtype == np.uint8
+    assert episode["image"].std() > 0
+    metrics = [json.loads(line) for line in open(agent.logdir / "metrics.jsonl")]
+    assert any(np.isfinite(row.get("world_model/image_loss", np.nan)) for row in metrics)
