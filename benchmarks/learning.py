@@ -11,7 +11,7 @@ episodes), env steps, wall time, and the pass threshold (the spine and Atari iss
     python benchmarks/learning.py dmc_cartpole_balance --seed 0 1 2 3 4 5 --jobs 2
 
 With several seeds or ``--jobs N`` every (task, seed) runs in its own process, N at once with
-cores / N threads each, and each task ends with a summary line: every seed's final, how many
+cores / N threads each (its stderr in ``LOGDIR/TASK-seedS.log``), and each task ends with a summary line: every seed's final, how many
 passed and the mean of the finals. One seed can pass by luck; the summary says how often it does.
 """
 from __future__ import annotations
@@ -149,14 +149,18 @@ def run_one(name: str, seed: int, args: argparse.Namespace, root: str) -> dict:
 
 
 def run_in_subprocess(name: str, seed: int, args: argparse.Namespace, root: str, threads: int) -> dict:
-    """``run_one`` in a child process with ``threads`` threads, so that runs share the cores evenly."""
+    """``run_one`` in a child process with ``threads`` threads, so that runs share the cores evenly.
+    Its stderr (progress, warnings, a traceback) goes to ``ROOT/NAME-seedS.log``, not interleaved
+    with the other runs'."""
     command = [sys.executable, __file__, name, "--seed", str(seed), "--episodes", str(args.episodes),
                "--logdir", root, *(["--set", *args.set] if args.set else []), *(["--progress"] if args.progress else [])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    child = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
+    log = f"{root}/{name}-seed{seed}.log"
+    with open(log, "w") as stderr:
+        child = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
     lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
     if child.returncode not in (0, 1) or not lines:
-        raise RuntimeError(f"{name} seed {seed} failed (exit code {child.returncode}); its log is above")
+        raise RuntimeError(f"{name} seed {seed} failed (exit code {child.returncode}); see {log}")
     return json.loads(lines[-1])
 
 
@@ -182,6 +186,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown task(s) {unknown}; known: {list(TASKS)}")
     root = args.logdir or tempfile.mkdtemp(prefix="dreamer2-bench-")
+    os.makedirs(root, exist_ok=True)
     runs = [(name, seed) for name in args.tasks for seed in args.seed]
     if len(args.seed) == 1 and args.jobs == 1:
         results = []
