@@ -188,22 +188,22 @@ def main() -> int:
     root = args.logdir or tempfile.mkdtemp(prefix="dreamer2-bench-")
     os.makedirs(root, exist_ok=True)
     runs = [(name, seed) for name in args.tasks for seed in args.seed]
-    if len(args.seed) == 1 and args.jobs == 1:
-        results = []
-        for name, seed in runs:
-            results.append(run_one(name, seed, args, root))
-            print(json.dumps(results[-1]), flush=True)
-        return 0 if all(r["passed"] for r in results) else 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cores // args.jobs)
+    several = len(args.seed) > 1 or args.jobs > 1
+    results = []
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_in_subprocess, name, seed, args, root, threads) for name, seed in runs]
-        results = []
-        for future in futures:
-            results.append(future.result())
-            print(json.dumps(results[-1]), flush=True)
-    for name in args.tasks:
-        print(json.dumps(summary(name, [r for r in results if r["task"] == name])), flush=True)
+        if several:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            futures = [pool.submit(run_in_subprocess, name, seed, args, root, max(1, cores // args.jobs))
+                       for name, seed in runs]
+            done = (future.result() for future in futures)
+        else:  # one run at a time in this process, as before --jobs existed
+            done = (run_one(name, seed, args, root) for name, seed in runs)
+        for result in done:
+            results.append(result)
+            print(json.dumps(result), flush=True)
+    if several:
+        for name in args.tasks:
+            print(json.dumps(summary(name, [r for r in results if r["task"] == name])), flush=True)
     return 0 if all(r["passed"] for r in results) else 1
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import dreamer2
-import dreamer2.replay
 from dreamer2.config import make_config
 from dreamer2.envs import EnvError, make_env
+from dreamer2.replay import load_episode
 
 pytest.importorskip("dm_control")
 
@@ -63,7 +63,7 @@ def test_smoke_training_vision(tmp_path):
                            overrides={"env.action_repeat": 2, "env.dmc.fast_render": True, "train.videos": False},
                            progress=False)
     assert agent.wm.enc_cnn == ["image"]
-    episode = dreamer2.replay.load_episode(next((agent.logdir / "episodes").glob("*.npz")))
+    episode = load_episode(next((agent.logdir / "episodes").glob("*.npz")))
     assert episode["image"].shape[1:] == (64, 64, 3) and episode["image"].dtype == np.uint8
     assert episode["image"].std() > 0
     metrics = [json.loads(line) for line in open(agent.logdir / "metrics.jsonl")]
