@@ -167,7 +167,7 @@ class ConvEncoder(nn.Module):
         """image [..., C, H, W] float in [-0.5, 0.5] -> [..., out_dim]."""
         lead = image.shape[:-3]
         x = image.reshape(-1, *image.shape[-3:]).contiguous(memory_format=torch.channels_last)
-        if torch.is_grad_enabled() or x.device.type != "cpu":
+        if x.device.type != "cpu":
             x = self.net(x)  # [N, 8*depth, h, w]
         else:
             for layer in self.net:
@@ -175,15 +175,20 @@ class ConvEncoder(nn.Module):
         return x.reshape(*lead, -1)  # [..., out_dim], flattened in (C, h, w) order as without channels_last
 
 
-def few_outputs(conv: nn.Conv2d, x: torch.Tensor, most: int = 1024) -> bool:
-    """Whether a convolution has at most ``most`` output positions in all: every layer of the
-    64x64 encoder when acting for one env (31x31, 14x14, 6x6, 2x2). oneDNN's convolution is slow
-    at so few outputs (1.2 ms for 192x6x6 -> 384x2x2 at batch 1 inside a policy step), where it
-    is one small GEMM of the patches; with all four layers as GEMMs rather than the last alone the
-    atari policy step took 5.35 against 5.61 ms (Zen 2, two threads, medians of 8 rounds)."""
+def few_outputs(conv: nn.Conv2d, x: torch.Tensor, most: int = 1024, per_image: int = 4) -> bool:
+    """Whether a convolution has so few output positions that one GEMM of its patches beats
+    oneDNN's convolution on a CPU: at most ``most`` in all, or at most ``per_image`` per image.
+
+    In all: every layer of the 64x64 encoder when acting for one env (31x31, 14x14, 6x6, 2x2).
+    oneDNN's convolution is slow at so few outputs (1.2 ms for 192x6x6 -> 384x2x2 at batch 1
+    inside a policy step); with all four layers as GEMMs rather than the last alone the atari
+    policy step took 5.35 against 5.61 ms (Zen 2, two threads, medians of 8 rounds).
+    Per image: the encoder's last layer (2x2 outputs) in training, whose weight gradient oneDNN
+    computes at ~60 GFLOP/s: at batch 800 (atari) forward and backward took 186 against 298 ms
+    (Zen 2, two threads, medians of 5); the 6x6 and larger layers are faster in oneDNN."""
     plain = conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
     oh, ow = _valid_output_size(conv, x)
-    return plain and x.shape[0] * oh * ow <= most
+    return plain and (x.shape[0] * oh * ow <= most or oh * ow <= per_image)
 
 
 def _valid_output_size(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
