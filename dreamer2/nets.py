@@ -24,6 +24,60 @@ def init_like_reference(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+use_onednn_linear = True  # False: every Linear is F.linear (MKL's sgemm), e.g. to compare
+
+
+def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``; on a CPU in fp32, a product of at least 2^28 multiply-adds
+    runs forward as oneDNN's 1x1 convolution over the rows.
+
+    Behind F.linear, MKL's sgemm ran this model's products at ~145 GFLOP/s on a 2-core AMD Zen 2,
+    where oneDNN's 1x1-convolution kernel runs the same ones at ~185 (the GRU's [800, 1200] x
+    [1200, 1800]: 18.6 against 24.0 ms). Below ~2^28 its per-call costs (the weight's reorder, a
+    Python autograd function) eat the gain: [800, 400] x [400, 400] and its ELU took the same time
+    either way. The backward stays F.linear's two GEMMs (oneDNN's convolution backward was
+    slower). The same sums in another order (tested); ``use_onednn_linear`` switches it off.
+    """
+    rows = x.numel() // max(x.shape[-1], 1)
+    if (not use_onednn_linear or x.device.type != "cpu" or x.dtype != torch.float32
+            or rows * weight.numel() < 2 ** 28 or torch.is_autocast_enabled("cpu")):
+        return F.linear(x, weight, bias)
+    return _RowsConv.apply(x.reshape(rows, x.shape[-1]), weight, bias, x.shape[:-1])
+
+
+class _RowsConv(torch.autograd.Function):
+    """``rows @ weight.T + bias`` as a 1x1 convolution of a 1 x rows image (see ``dense``), shaped
+    ``[*lead, out]``."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                lead: torch.Size) -> torch.Tensor:
+        rows = rows.contiguous()  # [M, K]: read as channels_last [1, K, M, 1], no copy
+        ctx.save_for_backward(rows, weight)
+        ctx.has_bias = bias is not None
+        m, k = rows.shape
+        out = F.conv2d(rows.view(1, m, 1, k).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
+        out = out.permute(0, 2, 3, 1).contiguous()  # [1, M, 1, N]: a view where oneDNN wrote channels_last
+        # Not a view for autograd (as reshape's copies are not), so the next layer may work in place.
+        return torch.ops.aten._unsafe_view(out, (*lead, weight.shape[0]))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        rows, weight = ctx.saved_tensors
+        grad = grad.reshape(rows.shape[0], weight.shape[0])
+        grad_rows = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = grad.t() @ rows if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_rows, grad_weight, grad_bias, None
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state dict) computed by ``dense``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dense(x, self.weight, self.bias)
+
+
 @dataclass(frozen=True)
 class OneHotFeat:
     """Features ``[one-hot block, dense]`` with the one-hot block kept as the columns it sets.
@@ -115,14 +169,14 @@ def linear(layer: nn.Linear, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
     picked = F.embedding_bag(x.columns.reshape(-1, slots), table, mode="sum")  # [N, out]
     if x.onehot is not None:
         picked = picked + _StraightThrough.apply(x.onehot.reshape(-1, x.width), layer.weight[:, :x.width])
-    return picked.reshape(*lead, -1) + F.linear(x.dense, layer.weight[:, x.width:], layer.bias)
+    return picked.reshape(*lead, -1) + dense(x.dense, layer.weight[:, x.width:], layer.bias)
 
 
 def mlp(inp: int, layers: int, units: int, norm: bool = False) -> nn.Sequential:
     """`layers` x (Linear -> [LayerNorm] -> ELU); the output layer is added by the caller."""
     modules: list[nn.Module] = []
     for _ in range(layers):
-        modules.append(nn.Linear(inp, units, bias=not norm))
+        modules.append(Linear(inp, units, bias=not norm))
         if norm:
             modules.append(nn.LayerNorm(units, eps=1e-3))
         modules.append(nn.ELU(inplace=True))
@@ -136,7 +190,7 @@ class MLPHead(nn.Module):
     def __init__(self, inp: int, out: int, layers: int, units: int, norm: bool = False):
         super().__init__()
         self.trunk = mlp(inp, layers, units, norm)
-        self.out = nn.Linear(units if layers else inp, out)
+        self.out = Linear(units if layers else inp, out)
 
     def forward(self, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
         if not len(self.trunk):
@@ -208,7 +262,7 @@ def conv_as_gemm(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     sn, sy, sx, sc = nhwc.stride()
     patches = nhwc.as_strided((n, oh, ow, kh, kw, c), (sn, sh * sy, sw * sx, sy, sx, sc))  # [N, oh, ow, kh, kw, C]
     weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # [out, kh * kw * C]
-    out = F.linear(patches.reshape(n, oh, ow, -1), weight, conv.bias)  # [N, oh, ow, out]
+    out = dense(patches.reshape(n, oh, ow, -1), weight, conv.bias)  # [N, oh, ow, out]
     return out.permute(0, 3, 1, 2)  # [N, out, oh, ow], channels_last in memory
 
 
@@ -222,10 +276,10 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, feat: int, channels: int, depth: int, kernels: list[int], norm: bool = False):
         super().__init__()
-        self.linear = nn.Linear(feat, 32 * depth)
+        self.linear = Linear(feat, 32 * depth)
         outs = [channels if i == len(kernels) - 1 else depth * 2 ** (len(kernels) - i - 2) for i in range(len(kernels))]
         self.first_shape = (outs[0], kernels[0], kernels[0])
-        self.first = nn.Linear(32 * depth, outs[0] * kernels[0] ** 2, bias=False)
+        self.first = Linear(32 * depth, outs[0] * kernels[0] ** 2, bias=False)
         use_bias = len(kernels) == 1 or not norm
         self.first_bias = nn.Parameter(torch.zeros(outs[0])) if use_bias else None  # per channel, as the conv's
         layers: list[nn.Module] = []
@@ -271,7 +325,7 @@ class LayerNormGRUCell(nn.Module):
     def __init__(self, inp: int, size: int, norm: bool = True):
         super().__init__()
         self.size = size
-        self.linear = nn.Linear(inp + size, 3 * size, bias=not norm)
+        self.linear = Linear(inp + size, 3 * size, bias=not norm)
         self.norm = nn.LayerNorm(3 * size, eps=1e-3) if norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:

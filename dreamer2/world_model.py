@@ -11,12 +11,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .diagnostics import code_usage, terminal_precision_recall
 from .distributions import BernoulliDist, MSEDist, OneHotDist, categorical_kl, gaussian_kl
-from .nets import ConvDecoder, ConvEncoder, LayerNormGRUCell, MLPHead, OneHotFeat, linear, mlp
+from .nets import ConvDecoder, ConvEncoder, LayerNormGRUCell, Linear, MLPHead, OneHotFeat, dense, linear, mlp
 
 State = dict[str, torch.Tensor]
 NON_OBS_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action", "discount")
@@ -145,7 +144,7 @@ class RSSM(nn.Module):
         ``[deter, embed]``. It does not depend on the recurrence, so ``observe`` computes it for
         all frames in one GEMM outside the time loop; the sum below is the same Dense."""
         first = self.obs_out.trunk[0]
-        return F.linear(embed, first.weight[:, self.deter:], first.bias)
+        return dense(embed, first.weight[:, self.deter:], first.bias)
 
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
                  sample: bool = True, embed_part: torch.Tensor | None = None, with_prior: bool = True,
@@ -169,7 +168,7 @@ class RSSM(nn.Module):
             prior, deter = None, self.recur(state, action)
         if embed_part is None:
             embed_part = self.embed_part(embed)
-        x = F.linear(deter, self.obs_out.trunk[0].weight[:, :self.deter]) + embed_part
+        x = dense(deter, self.obs_out.trunk[0].weight[:, :self.deter]) + embed_part
         stats = self._stats(self.obs_out.out(self.obs_out.trunk[1:](x)).float())
         post = {"deter": deter, **self._sample(stats, sample), **stats}
         return post, prior
@@ -251,7 +250,7 @@ class WorldModel(nn.Module):
         if self.dec_mlp:
             self.mlp_decoder = mlp(feat, d.mlp_layers, d.mlp_units, d.norm)
             self.mlp_out = nn.ModuleDict({
-                k: nn.Linear(d.mlp_units if d.mlp_layers else feat, self.shapes[k][0]) for k in self.dec_mlp})
+                k: Linear(d.mlp_units if d.mlp_layers else feat, self.shapes[k][0]) for k in self.dec_mlp})
         h = cfg.reward_head
         self.reward_head = MLPHead(feat, 1, h.layers, h.units, h.norm)
         if cfg.model.pred_discount:

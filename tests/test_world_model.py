@@ -213,6 +213,33 @@ def test_channels_last_convolutions_match_the_plain_layout():
             torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=name)
 
 
+def test_dense_is_f_linear_with_its_gradients_where_it_runs_as_a_convolution(monkeypatch):
+    """nets.dense computes a CPU fp32 product of >= 2^28 multiply-adds as oneDNN's 1x1 convolution:
+    the same function as F.linear and the same gradients, for a 3-D input, a weight slice (the
+    dense part of a one-hot layer), no bias, and an activation in place on its output (as every
+    MLP does)."""
+    from dreamer2 import nets
+    torch.manual_seed(0)
+    weight = (0.1 * torch.randn(520, 300)).requires_grad_()
+    bias = (0.1 * torch.randn(512)).requires_grad_()
+    for shape, cols, b, fast in (((4, 512, 256), slice(0, 256), bias, True),  # 2048 x 256 x 512 = 2^28
+                                 ((2048, 256), slice(44, 300), None, True), ((2047, 256), slice(0, 256), bias, False)):
+        x = (0.1 * torch.randn(*shape)).requires_grad_()
+        results = []
+        for on in (True, False):
+            monkeypatch.setattr(nets, "use_onednn_linear", on)
+            out = nets.dense(x, weight[:512, cols], b)
+            assert ("RowsConv" in type(out.grad_fn).__name__) == (on and fast)
+            out = torch.nn.functional.elu(out, inplace=True)
+            inputs = [x, weight] + ([b] if b is not None else [])
+            results.append((out.detach(), *torch.autograd.grad(out.square().sum(), inputs)))
+        for a, b_ in zip(*results):
+            torch.testing.assert_close(a, b_, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # acting and targets: no graph, the same values
+        x = torch.randn(2048, 256)
+        torch.testing.assert_close(nets.dense(x, weight[:512, :256]), x @ weight[:512, :256].t(), atol=1e-5, rtol=1e-4)
+
+
 def test_acting_encoder_computes_small_convolutions_as_gemms_with_the_same_output():
     """Without gradient (acting) convolutions with few output positions run as one GEMM of their
     patches (nets.conv_as_gemm): the same function as the convolution, with and without norm."""
