@@ -372,22 +372,25 @@ class WorldModel(nn.Module):
         losses = {"kl": kl_loss}
         for key, dist in self.decode(grad("decoder")).items():
             losses[key] = -dist.log_prob(data[key]).mean()
-        losses["reward"] = -self.reward(grad("reward")).log_prob(data["reward"]).mean()
-        if cfg.model.pred_discount:
-            losses["discount"] = -self.discount(grad("discount")).log_prob(data["discount"]).mean()
+        reward = self.reward(grad("reward"))
+        losses["reward"] = -reward.log_prob(data["reward"]).mean()
+        discount = self.discount(grad("discount")) if cfg.model.pred_discount else None
+        if discount is not None:
+            losses["discount"] = -discount.log_prob(data["discount"]).mean()
         scales = cfg.loss_scales
         scale = lambda key: (scales.kl if key == "kl" else scales.reward if key == "reward"
                              else scales.discount if key == "discount"
                              else scales.image if key in self.dec_cnn else scales.vector)
         total = sum(scale(k) * v for k, v in losses.items())
         metrics = {f"world_model/{k}_loss": v.detach() for k, v in losses.items()}
-        metrics.update(self._diagnostics(data, feat, post, prior, kl_parts))
+        metrics.update(self._diagnostics(data, post, prior, kl_parts, reward, discount))
         return total, post, metrics
 
     @torch.no_grad()
-    def _diagnostics(self, data: dict[str, torch.Tensor], feat: torch.Tensor, post: State, prior: State,
-                     kl_parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """What explains the world model's training: the KL balance, latent usage, head errors."""
+    def _diagnostics(self, data: dict[str, torch.Tensor], post: State, prior: State, kl_parts: dict[str, torch.Tensor],
+                     reward: MSEDist, discount: BernoulliDist | None) -> dict[str, torch.Tensor]:
+        """What explains the world model's training: the KL balance, latent usage, head errors
+        (from the heads' predictions the losses made, not a second pass of the heads)."""
         metrics = {"world_model/kl": kl_parts["kl"].mean(), "kl/post_term": kl_parts["post_term"],
                    "kl/prior_term": kl_parts["prior_term"], "kl/free_fraction": kl_parts["free_fraction"],
                    "latent/prior_entropy": self.rssm.entropy(prior).mean(),
@@ -397,10 +400,8 @@ class WorldModel(nn.Module):
             metrics.update({"latent/perplexity_mean": perplexity.mean(), "latent/perplexity_min": perplexity.min(),
                             "latent/dead_codes": dead.sum().float(),
                             "latent/dead_fraction": dead.sum().float() / perplexity.numel() / self.rssm.discrete})
-        reward = self.reward(feat).mode()
-        metrics["world_model/reward_rmse"] = (reward - data["reward"]).pow(2).mean().sqrt()
-        if self.cfg.model.pred_discount:
-            precision, recall = terminal_precision_recall(self.discount(feat).mean, data["is_terminal"],
-                                                          self.cfg.behavior.discount)
+        metrics["world_model/reward_rmse"] = (reward.mode() - data["reward"]).pow(2).mean().sqrt()
+        if discount is not None:
+            precision, recall = terminal_precision_recall(discount.mean, data["is_terminal"], self.cfg.behavior.discount)
             metrics.update({"world_model/terminal_precision": precision, "world_model/terminal_recall": recall})
         return metrics
