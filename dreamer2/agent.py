@@ -45,7 +45,9 @@ class Optimizer:
         overflow is skipped and the scale halved (counted in ``precision/NAME_skipped``)."""
         self.name, self.params, self.clip = name, list(module.parameters()), cfg.clip
         self.parts = {part: getattr(module, part) for part in parts}
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.wd / cfg.lr)
+        # fused: one vectorized pass over each tensor instead of a dozen elementwise ops (the same
+        # update): the world model's step 38.8 -> 11.8 ms at the atari size (20M weights, Zen 2).
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.wd / cfg.lr, fused=True)
         # Adam's steps have about the rate's size whatever the gradient's: a warmup keeps the first
         # ones, taken while the losses (and, for the actor, the world model) are least trained, small.
         warmup = max(cfg.warmup, 1)
@@ -70,6 +72,9 @@ class Optimizer:
                             f"precision/{self.name}_skipped": torch.tensor(float(self.skipped))})
         else:
             self.opt.step()
+        # The fused kernel writes the weights without bumping their version counters, on which
+        # the caches of acting (nets.onehot_table, Agent._acting_weights) see a change.
+        torch.autograd.graph.increment_version(self.params)
         lr = self.opt.param_groups[0]["lr"]  # the rate this step took
         if stepped:  # a skipped step does not count towards the warmup
             self.schedule.step()

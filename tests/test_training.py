@@ -236,6 +236,26 @@ def test_mixed_precision_keeps_fp32_weights_and_outputs_and_saves_the_scaler(tmp
     assert b.model_opt.skipped == a.model_opt.skipped
 
 
+def test_fp16_step_whose_gradients_overflow_is_skipped_and_the_scale_halved():
+    """Under fp16 loss scaling a step with an inf gradient must leave the weights and Adam's
+    state as they were (the fused kernel skips it), halve the scale and count the skip; the
+    next finite step moves the weights again."""
+    from dreamer2.agent import Optimizer
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    opt = Optimizer("test", layer, make_config("debug").model_opt, fp16=True)
+    x = torch.randn(4, 3)
+    opt.step(layer(x).square().sum())
+    weight, state = layer.weight.detach().clone(), {k: v.clone() for k, v in opt.opt.state[layer.weight].items()}
+    scale = opt.scaler.get_scale()
+    metrics = opt.step(layer(x).sum() * torch.tensor(float("inf")))
+    assert torch.equal(layer.weight, weight) and metrics["precision/test_skipped"] == 1
+    assert all(torch.equal(opt.opt.state[layer.weight][k], v) for k, v in state.items())
+    assert opt.scaler.get_scale() == scale / 2
+    opt.step(layer(x).square().sum())
+    assert not torch.equal(layer.weight, weight)
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_on_a_cpu_without_native_bf16_warns_that_it_is_slower(monkeypatch, native):
     """bf16 on an AVX2 CPU is emulated (an update of the small preset took 5.5x as long as fp32):

@@ -312,23 +312,25 @@ def test_one_hot_feat_linear_passes_the_straight_through_gradient_to_its_one_hot
 
 
 def test_one_hot_table_is_cached_without_gradient_and_follows_weight_updates():
-    """Acting reuses the transposed one-hot block of a layer's weight; an optimizer step (an
-    in-place update) must make it fresh, or the policy would act with stale weights."""
+    """Acting reuses the transposed one-hot block of a layer's weight; the agent's optimizer step
+    (an in-place update, by a fused kernel) must make it fresh, or the policy would act with
+    stale weights."""
+    from dreamer2.agent import Optimizer
     from dreamer2.nets import OneHotFeat, linear
     torch.manual_seed(0)
     index = torch.randint(0, 4, (5, 3))
     feat = OneHotFeat(index + torch.arange(3) * 4, torch.randn(5, 6), 12)
     layer = torch.nn.Linear(18, 9)
-    opt = torch.optim.Adam(layer.parameters(), lr=0.1)
+    opt = Optimizer("test", layer, make_config("debug", {"model_opt.lr": 0.1, "model_opt.warmup": 0}).model_opt)
     for _ in range(2):
         with torch.no_grad():
             out, table = linear(layer, feat), layer._onehot_table[1]
             torch.testing.assert_close(out, layer(feat.to_dense()), atol=1e-6, rtol=1e-5)
             assert linear(layer, feat) is not None and layer._onehot_table[1] is table  # reused
-        opt.zero_grad()
-        linear(layer, feat).square().sum().backward()  # with gradient: through the weight, no cache
-        assert layer.weight.grad is not None and layer.weight.grad[:, :12].abs().sum() > 0
-        opt.step()
+        out = linear(layer, feat)  # with gradient: through the weight, no cache
+        assert out.grad_fn is not None
+        opt.step(out.square().sum())
+        assert layer.weight.grad[:, :12].abs().sum() > 0
     with torch.no_grad():
         torch.testing.assert_close(linear(layer, feat), layer(feat.to_dense()), atol=1e-6, rtol=1e-5)
 
