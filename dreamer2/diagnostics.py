@@ -43,9 +43,9 @@ def grad_norms(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     """L2 norm of the current gradients of each named module (before clipping)."""
     norms = {}
     for name, module in modules.items():
-        grads = [p.grad.detach().flatten() for p in module.parameters() if p.grad is not None]
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
         if grads:
-            norms[name] = torch.cat(grads).norm()
+            norms[name] = nn.utils.get_total_norm(grads)
     return norms
 
 

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from dreamer2.diagnostics import code_usage, max_entropy, terminal_precision_recall
+from dreamer2.diagnostics import code_usage, grad_norms, max_entropy, terminal_precision_recall
 
 
 def test_perplexity_is_classes_for_uniform_codes_and_one_for_collapsed():
@@ -38,3 +39,12 @@ def test_terminal_precision_and_recall_by_hand():
 def test_max_entropy():
     assert max_entropy(4, True) == math.log(4)
     assert max_entropy(2, False) == 2 * math.log(2)
+
+
+def test_grad_norms_are_each_modules_l2_norm_and_skip_modules_without_gradients():
+    a, b, c = nn.Linear(3, 2), nn.Linear(2, 2, bias=False), nn.Linear(2, 1)
+    a.weight.grad, a.bias.grad = torch.full((2, 3), 2.0), torch.tensor([3.0, -4.0])
+    b.weight.grad = torch.tensor([[0.0, 3.0], [4.0, 0.0]])
+    norms = grad_norms({"a": a, "b": b, "c": c})
+    assert set(norms) == {"a", "b"}  # c has no gradient yet
+    assert abs(float(norms["a"]) - (6 * 4 + 9 + 16) ** 0.5) < 1e-6 and abs(float(norms["b"]) - 5.0) < 1e-6
