@@ -6,6 +6,8 @@ machine's noise hits them alike; medians over --updates timed updates after --wa
 JSON line per precision with the median seconds per update, its split into phases (time/*), the
 policy-step latency, and the ratio to the first precision listed. As in training, glibc's malloc
 keeps freed memory for reuse (``keep_freed_memory``); ``--default-malloc`` measures without it.
+``--mkl-linear`` computes every Linear layer with F.linear (``nets.use_onednn_linear = False``),
+to see which of the two is the faster on a given CPU.
 
     python benchmarks/update_speed.py --preset atari --precision 32 bf16 16
     python benchmarks/update_speed.py --preset small --obs vector --updates 20
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from dreamer2 import nets
 from dreamer2.agent import Agent
 from dreamer2.config import make_config
 from dreamer2.training import keep_freed_memory
@@ -114,6 +117,8 @@ def main() -> None:
     parser.add_argument("--compare", choices=["sheeprl"], default=None)
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc as it is (training calls keep_freed_memory)")
+    parser.add_argument("--mkl-linear", action="store_true",
+                        help="every Linear layer as F.linear, not large products as oneDNN's 1x1 convolution")
     parser.add_argument("--sheeprl-venv", default=str(Path.home() / ".cache" / "dreamer2" / f"sheeprl-{SHEEPRL}"))
     args = parser.parse_args()
     if args.compare and (args.preset != "atari" or args.set or args.device != "cpu" or args.obs != "image"
@@ -123,6 +128,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     kept = False if args.default_malloc else keep_freed_memory()
+    nets.use_onednn_linear = not args.mkl_linear
     from dreamer2.config import parse_overrides
     overrides = parse_overrides([f"--{kv}" for kv in args.set])
     obs_space = ({"image": ((64, 64, args.channels), np.uint8)} if args.obs == "image"
@@ -181,6 +187,7 @@ def main() -> None:
                         "ratio_to_sheeprl": round(median / statistics.median(sheeprl_times), 3)}
         print(json.dumps({"preset": args.preset, "precision": precision, "device": args.device, "obs": args.obs,
                           "batch": [cfg.replay.batch, cfg.replay.length], "threads": torch.get_num_threads(), "keep_freed_memory": kept,
+                          "onednn_linear": nets.use_onednn_linear,
                           "update_s_median": round(median, 4), "updates": len(times[precision]),
                           "ratio_to_first": round(median / base, 3), "phases_s": split,
                           "policy_step_ms_median": round(1000 * latency[precision], 3), **compared,
