@@ -27,6 +27,12 @@ def init_like_reference(module: nn.Module) -> None:
 use_onednn_linear = True  # False: every Linear is F.linear (MKL's sgemm), e.g. to compare
 
 
+def cpu_fp32(x: torch.Tensor) -> bool:
+    """Whether ``x`` is computed in fp32 on a CPU outside autocast: where this module's choices of
+    CPU kernels (``dense``, ``transposed_conv``) were measured to pay."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+
+
 def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``; on a CPU in fp32, a product of at least 2^28 multiply-adds
     runs forward as oneDNN's 1x1 convolution over the rows.
@@ -39,8 +45,7 @@ def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = Non
     slower). The same sums in another order (tested); ``use_onednn_linear`` switches it off.
     """
     rows = x.numel() // max(x.shape[-1], 1)
-    if (not use_onednn_linear or x.device.type != "cpu" or x.dtype != torch.float32
-            or rows * weight.numel() < 2 ** 28 or torch.is_autocast_enabled("cpu")):
+    if not use_onednn_linear or not cpu_fp32(x) or rows * weight.numel() < 2 ** 28:
         return F.linear(x, weight, bias)
     return _RowsConv.apply(x.reshape(rows, x.shape[-1]), weight, bias, x.shape[:-1])
 
@@ -311,7 +316,7 @@ def transposed_conv(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
     of oneDNN's, which computes the decoder's output layer (48 -> 1 channel) at ~14 GFLOP/s: at
     batch 800 (atari) 87 against 186 ms forward, and with 3 channels 163 against 193 ms (Zen 2,
     two threads, medians of 5). The same sums in another order; the backward stays oneDNN's."""
-    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+    if not cpu_fp32(x):
         return layer(x)
     return torch.ops.aten.slow_conv_transpose2d(x, layer.weight, layer.kernel_size, layer.bias, layer.stride,
                                                 layer.padding, layer.output_padding, layer.dilation)
