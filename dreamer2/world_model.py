@@ -148,13 +148,16 @@ class RSSM(nn.Module):
 
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
                  sample: bool = True, embed_part: torch.Tensor | None = None, with_prior: bool = True,
-                 resets: bool = True) -> tuple[State, State | None]:
+                 resets: bool = True, deter_weight: torch.Tensor | None = None) -> tuple[State, State | None]:
         """Posterior step. ``is_first`` zeroes the previous state and action (episode reset).
 
         Acting needs no prior: ``with_prior=False`` skips its head and sample (a quarter of the
         RSSM's weights, read for nothing at every env step) and returns None in its place.
         ``resets=False`` says that no ``is_first`` is set (the caller knows it without a device
         sync), so the state's one-hot ``columns`` stay valid and the input layer can gather them.
+        ``deter_weight`` is the posterior's first Dense's columns for ``deter``, sliced once per
+        sequence by ``observe``: autograd then sums the steps' gradients at [hidden, deter] and
+        scatters them into the whole weight once, not once per step.
         """
         keep = 1.0 - is_first.to(action.dtype)  # [N]
         # A reset state is zeros, not one-hot: its columns no longer say what it holds.
@@ -168,7 +171,9 @@ class RSSM(nn.Module):
             prior, deter = None, self.recur(state, action)
         if embed_part is None:
             embed_part = self.embed_part(embed)
-        x = dense(deter, self.obs_out.trunk[0].weight[:, :self.deter]) + embed_part
+        if deter_weight is None:
+            deter_weight = self.obs_out.trunk[0].weight[:, :self.deter]
+        x = dense(deter, deter_weight) + embed_part
         stats = self._stats(self.obs_out.out(self.obs_out.trunk[1:](x)).float())
         post = {"deter": deter, **self._sample(stats, sample), **stats}
         return post, prior
@@ -180,9 +185,10 @@ class RSSM(nn.Module):
             state = self.initial(embed.shape[0], embed.device)
         posts = []
         parts = self.embed_part(embed)  # [B, T, hidden]
+        deter_weight = self.obs_out.trunk[0].weight[:, :self.deter]
         for t in range(embed.shape[1]):
             state, _ = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[:, t],
-                                     with_prior=False)
+                                     with_prior=False, deter_weight=deter_weight)
             posts.append(state)
         post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}  # [B, T, ...]
         # The prior's head reads only ``deter`` and nothing in the recurrence reads the prior, so it
