@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dreamer2.agent import cpu_has_native_bf16
+from dreamer2.agent import cpu_bf16_matmul_speedup
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -34,7 +34,7 @@ def describe() -> dict[str, object]:
         "cpu": cpu.get("model name") or platform.processor() or platform.machine(),
         "cpu_family_model": f"{cpu['cpu family']}/{cpu['model']}" if "cpu family" in cpu and "model" in cpu else None,
         "cores": os.cpu_count(), "l3": l3.read_text().strip() if l3.exists() else None,
-        "capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_has_native_bf16(),
+        "capability": torch.backends.cpu.get_cpu_capability(), "bf16_matmul_speedup": round(cpu_bf16_matmul_speedup(), 2),
         "torch": torch.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
