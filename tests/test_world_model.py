@@ -161,8 +161,9 @@ def test_reward_scale_applies_before_the_transform():
 
 def test_observe_fast_path_equals_the_plain_filter():
     """observe computes the embedding's part of the posterior Dense outside the loop (and slices
-    its weight's columns for deter once), and the prior's head once over all frames after it; the textbook filter (img_step, then the Dense
-    over [deter, embed], at every step) must give the same posterior and prior and gradients."""
+    its weight's columns for deter once), and the prior's head once over all frames after it;
+    the textbook filter (img_step, then the Dense over [deter, embed], at every step) must give
+    the same posterior and prior and gradients."""
     torch.manual_seed(0)
     rssm = _rssm()
     embed = torch.randn(3, 6, 8, requires_grad=True)
