@@ -27,7 +27,8 @@ def _cpuinfo() -> dict[str, str]:
 
 def describe() -> dict[str, object]:
     """CPU model (name, family and model numbers: "AMD EPYC" alone names no generation), cores,
-    L3 size, PyTorch's vector capability and native bf16, the torch version, and the GPU if any."""
+    L3 size, PyTorch's vector capability, how fast bf16 products run against fp32 ones (measured),
+    the torch version, and the GPU if any."""
     cpu = _cpuinfo()
     l3 = Path("/sys/devices/system/cpu/cpu0/cache/index3/size")
     info: dict[str, object] = {
