@@ -15,7 +15,8 @@ from torch import nn
 
 from .diagnostics import code_usage, terminal_precision_recall
 from .distributions import BernoulliDist, MSEDist, OneHotDist, categorical_kl, gaussian_kl
-from .nets import ConvDecoder, ConvEncoder, LayerNormGRUCell, Linear, MLPHead, OneHotFeat, dense, linear, mlp
+from .nets import (ConvDecoder, ConvEncoder, LayerNormGRUCell, Linear, MLPHead, OneHotFeat, SequenceWeights, dense,
+                   linear, mlp)
 
 State = dict[str, torch.Tensor]
 NON_OBS_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action", "discount")
@@ -156,8 +157,8 @@ class RSSM(nn.Module):
         ``resets=False`` says that no ``is_first`` is set (the caller knows it without a device
         sync), so the state's one-hot ``columns`` stay valid and the input layer can gather them.
         ``deter_weight`` is the posterior's first Dense's columns for ``deter``, sliced once per
-        sequence by ``observe``: autograd then sums the steps' gradients at [hidden, deter] and
-        scatters them into the whole weight once, not once per step.
+        sequence by ``observe`` (through ``SequenceWeights``), so that the steps' gradients are
+        summed at [hidden, deter] and scattered into the whole weight once, not once per step.
         """
         keep = 1.0 - is_first.to(action.dtype)  # [N]
         # A reset state is zeros, not one-hot: its columns no longer say what it holds.
@@ -185,11 +186,12 @@ class RSSM(nn.Module):
             state = self.initial(embed.shape[0], embed.device)
         posts = []
         parts = self.embed_part(embed)  # [B, T, hidden]
-        deter_weight = self.obs_out.trunk[0].weight[:, :self.deter]
-        for t in range(embed.shape[1]):
-            state, _ = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[:, t],
-                                     with_prior=False, deter_weight=deter_weight)
-            posts.append(state)
+        with SequenceWeights([self.img_in[0], self.gru.linear, self.obs_out.out]) as seq:
+            deter_weight = seq.weight(self.obs_out.trunk[0].weight[:, :self.deter])
+            for t in range(embed.shape[1]):
+                state, _ = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[:, t],
+                                         with_prior=False, deter_weight=deter_weight)
+                posts.append(state)
         post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}  # [B, T, ...]
         # The prior's head reads only ``deter`` and nothing in the recurrence reads the prior, so it
         # runs once over all B*T frames (one GEMM) instead of T times over B rows inside the loop;

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from dreamer2.config import make_config
@@ -159,11 +160,15 @@ def test_reward_scale_applies_before_the_transform():
     torch.testing.assert_close(data["reward"], torch.full((2, 10), float(np.tanh(-1.6))))
 
 
-def test_observe_fast_path_equals_the_plain_filter():
+@pytest.mark.parametrize("sequence_weights", [False, True])
+def test_observe_fast_path_equals_the_plain_filter(monkeypatch, sequence_weights):
     """observe computes the embedding's part of the posterior Dense outside the loop (and slices
-    its weight's columns for deter once), and the prior's head once over all frames after it;
-    the textbook filter (img_step, then the Dense over [deter, embed], at every step) must give
-    the same posterior and prior and gradients."""
+    its weight's columns for deter once), the prior's head once over all frames after it, and
+    (for large weights, here all) the loop's weight gradients once per sequence; the textbook
+    filter (img_step, then the Dense over [deter, embed], at every step) must give the same
+    posterior and prior and gradients."""
+    from dreamer2 import nets
+    monkeypatch.setattr(nets, "sequence_min_size", 0 if sequence_weights else 2 ** 62)
     torch.manual_seed(0)
     rssm = _rssm()
     embed = torch.randn(3, 6, 8, requires_grad=True)
@@ -212,6 +217,59 @@ def test_channels_last_convolutions_match_the_plain_layout():
         out_plain.square().sum().backward()
         for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
             torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def _graph_nodes(fn) -> list[str]:
+    """The names of the autograd nodes reachable from ``fn``, each once."""
+    seen, todo, names = set(), [fn], []
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        todo.extend(next_fn for next_fn, _ in node.next_functions)
+    return names
+
+
+def test_sequence_weights_give_the_weight_gradients_of_the_plain_recurrence(monkeypatch):
+    """Inside SequenceWeights a layer's weight gradient is one GEMM over all the steps' rows: the
+    same gradients (and outputs) as the plain loop for a layer, a weight slice and a small layer
+    left out by the size rule; a backward that skips the weights (autograd.grad of the input, the
+    graph kept) leaves nothing that a later full backward counts twice; under no_grad the layers
+    work as usual and leave no alias behind."""
+    from dreamer2 import nets
+    monkeypatch.setattr(nets, "sequence_min_size", 100)
+    torch.manual_seed(0)
+    cell = nets.Linear(12, 12)  # 144 entries: deferred
+    head = nets.Linear(12, 12)
+    small = nets.Linear(12, 3)  # 36: below the size rule, as usual
+    x0 = torch.randn(5, 12, requires_grad=True)
+
+    def run(defer: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        h, outs = x0, []
+        with nets.SequenceWeights([cell, small] if defer else []) as seq:
+            slice_ = seq.weight(head.weight[:, :12]) if defer else head.weight[:, :12]
+            assert ("sequence_weight" in cell.__dict__) == defer and "sequence_weight" not in small.__dict__
+            for _ in range(4):
+                h = torch.tanh(cell(h) + nets.dense(h, slice_))
+                outs.append(small(h))
+        assert "sequence_weight" not in cell.__dict__
+        if torch.is_grad_enabled():  # the cell and the slice at each of 4 steps; not the small layer
+            assert _graph_nodes(h.grad_fn).count("_StepDenseBackward") == (8 if defer else 0)
+        return h, torch.stack(outs)
+
+    params = [x0, cell.weight, cell.bias, head.weight, small.weight, small.bias]
+    h, outs = run(False)
+    plain = torch.autograd.grad(h.square().sum() + outs.sum(), params)
+    h, outs = run(True)
+    loss = h.square().sum() + outs.sum()
+    torch.autograd.grad(loss, [x0], retain_graph=True)  # the input alone: the weights' backward skipped
+    deferred = torch.autograd.grad(loss, params)
+    for a, b in zip(deferred, plain):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(run(True)[0], run(False)[0], atol=0, rtol=0)
 
 
 def test_dense_is_f_linear_with_its_gradients_where_it_runs_as_a_convolution(monkeypatch):
