@@ -75,10 +75,17 @@ class _RowsConv(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         rows, weight = ctx.saved_tensors
         grad = grad.reshape(rows.shape[0], weight.shape[0])
-        grad_rows = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_rows, grad_bias = _rows_and_bias_grads(ctx, grad, weight)
         grad_weight = grad.t() @ rows if ctx.needs_input_grad[1] else None
-        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_rows, grad_weight, grad_bias, None
+
+
+def _rows_and_bias_grads(ctx, grad: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The input rows' and the bias's gradients of ``rows @ weight.T + bias`` (inputs 0 and 2 of
+    ``_RowsConv`` and ``_StepDense``), where they are needed."""
+    grad_rows = grad @ weight if ctx.needs_input_grad[0] else None
+    grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+    return grad_rows, grad_bias
 
 
 # Weights of at least this many entries (1 MiB in fp32) take ``SequenceWeights``' path. Below it
@@ -166,8 +173,7 @@ class _StepDense(torch.autograd.Function):
         rows, weight = ctx.saved_tensors
         if ctx.needs_input_grad[1]:
             ctx.steps.setdefault(torch._C._current_graph_task_id(), []).append((grad, rows))
-        grad_rows = grad @ weight if ctx.needs_input_grad[0] else None
-        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        grad_rows, grad_bias = _rows_and_bias_grads(ctx, grad, weight)
         return grad_rows, None, grad_bias, None
 
 

@@ -147,6 +147,10 @@ class RSSM(nn.Module):
         first = self.obs_out.trunk[0]
         return dense(embed, first.weight[:, self.deter:], first.bias)
 
+    def deter_columns(self) -> torch.Tensor:
+        """The posterior's first Dense's weight columns that read ``deter`` [hidden, deter]."""
+        return self.obs_out.trunk[0].weight[:, :self.deter]
+
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor,
                  sample: bool = True, embed_part: torch.Tensor | None = None, with_prior: bool = True,
                  resets: bool = True, deter_weight: torch.Tensor | None = None) -> tuple[State, State | None]:
@@ -156,9 +160,9 @@ class RSSM(nn.Module):
         RSSM's weights, read for nothing at every env step) and returns None in its place.
         ``resets=False`` says that no ``is_first`` is set (the caller knows it without a device
         sync), so the state's one-hot ``columns`` stay valid and the input layer can gather them.
-        ``deter_weight`` is the posterior's first Dense's columns for ``deter``, sliced once per
-        sequence by ``observe`` (through ``SequenceWeights``), so that the steps' gradients are
-        summed at [hidden, deter] and scattered into the whole weight once, not once per step.
+        ``deter_weight`` is ``deter_columns()``, sliced once per sequence by ``observe`` (through
+        ``SequenceWeights``), so that the steps' gradients are summed at [hidden, deter] and
+        scattered into the whole weight once, not once per step.
         """
         keep = 1.0 - is_first.to(action.dtype)  # [N]
         # A reset state is zeros, not one-hot: its columns no longer say what it holds.
@@ -172,9 +176,7 @@ class RSSM(nn.Module):
             prior, deter = None, self.recur(state, action)
         if embed_part is None:
             embed_part = self.embed_part(embed)
-        if deter_weight is None:
-            deter_weight = self.obs_out.trunk[0].weight[:, :self.deter]
-        x = dense(deter, deter_weight) + embed_part
+        x = dense(deter, self.deter_columns() if deter_weight is None else deter_weight) + embed_part
         stats = self._stats(self.obs_out.out(self.obs_out.trunk[1:](x)).float())
         post = {"deter": deter, **self._sample(stats, sample), **stats}
         return post, prior
@@ -187,7 +189,7 @@ class RSSM(nn.Module):
         posts = []
         parts = self.embed_part(embed)  # [B, T, hidden]
         with SequenceWeights([self.img_in[0], self.gru.linear, self.obs_out.out]) as seq:
-            deter_weight = seq.weight(self.obs_out.trunk[0].weight[:, :self.deter])
+            deter_weight = seq.weight(self.deter_columns())
             for t in range(embed.shape[1]):
                 state, _ = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[:, t],
                                          with_prior=False, deter_weight=deter_weight)
