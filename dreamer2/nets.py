@@ -407,21 +407,34 @@ class ConvDecoder(nn.Module):
         if self.first_bias is not None:
             x = x + self.first_bias[:, None, None]
         x = x.contiguous(memory_format=torch.channels_last)
-        if len(self.net):
-            x = transposed_conv(self.net[-1], self.net[:-1](x))
+        for layer in self.net:
+            is_conv = isinstance(layer, nn.ConvTranspose2d)
+            x = transposed_conv(layer, x, output=layer is self.net[-1]) if is_conv else layer(x)
         x = x.float()  # [N, C, H, W]; fp32 likelihood
         return x.reshape(*lead, *x.shape[1:])
 
 
-def transposed_conv(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)``; on a CPU in fp32 through PyTorch's own kernel (a GEMM, then col2im) instead
-    of oneDNN's, which computes the decoder's output layer (48 -> 1 channel) at ~14 GFLOP/s: at
-    batch 800 (atari) 87 against 186 ms forward, and with 3 channels 163 against 193 ms (Zen 2,
-    two threads, medians of 5). The same sums in another order; the backward stays oneDNN's."""
+def transposed_conv(layer: nn.ConvTranspose2d, x: torch.Tensor, output: bool) -> torch.Tensor:
+    """``layer(x)``; on a CPU in fp32, by the kernels measured fastest there for the decoder's
+    layers: the same sums in another order (tested).
+
+    The ``output`` layer (48 -> 1 channel at atari) runs through PyTorch's own kernel (a GEMM,
+    then col2im), not oneDNN's, which computes it at ~14 GFLOP/s: at batch 800 87 against 186 ms
+    forward, and with 3 channels 163 against 193 ms (Zen 2, two threads, medians of 5); its
+    backward stays oneDNN's. The hidden layers run oneDNN's transposed convolution without its
+    bias, which is added afterwards in place (autograd sums its gradient): with the bias inside,
+    oneDNN's forward took 205-249 against 139-178 ms for the 192 -> 96 layer at batch 800, and its
+    weight gradient took longer too; the decoder's forward and backward at atari took 1778 against
+    1535 ms (Intel Xeon, two threads, medians of 15 interleaved). The output layer gained nothing
+    from it (0.998-1.012x in most of 15 pairs)."""
     if not cpu_fp32(x):
         return layer(x)
-    return torch.ops.aten.slow_conv_transpose2d(x, layer.weight, layer.kernel_size, layer.bias, layer.stride,
-                                                layer.padding, layer.output_padding, layer.dilation)
+    if output:
+        return torch.ops.aten.slow_conv_transpose2d(x, layer.weight, layer.kernel_size, layer.bias, layer.stride,
+                                                    layer.padding, layer.output_padding, layer.dilation)
+    out = F.conv_transpose2d(x, layer.weight, None, layer.stride, layer.padding, layer.output_padding,
+                             layer.groups, layer.dilation)
+    return out if layer.bias is None else out.add_(layer.bias[:, None, None])
 
 
 class LayerNormGRUCell(nn.Module):
