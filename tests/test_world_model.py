@@ -198,9 +198,10 @@ def test_observe_fast_path_equals_the_plain_filter(monkeypatch, sequence_weights
 
 
 def test_channels_last_convolutions_match_the_plain_layout():
-    """The encoder and decoder run in channels_last memory, and the encoder's layers with few
-    output positions as GEMMs of their patches (here the last three: batch 5); the same weights
-    as plain convolutions in the default layout must give the same outputs and gradients."""
+    """The encoder and decoder run in channels_last memory, the encoder's layers with few output
+    positions as GEMMs of their patches (here the last three: batch 5), and the decoder's hidden
+    transposed convolutions add their (here nonzero) bias after the kernel; the same weights as
+    plain convolutions in the default layout must give the same outputs and gradients."""
     import copy
 
     from dreamer2.nets import ConvDecoder, ConvEncoder
