@@ -13,6 +13,7 @@ from torch import nn
 from .behavior import ActorCritic
 from .config import ConfigError
 from .diagnostics import grad_norms
+from .distributions import one_hot
 from .nets import init_like_reference
 from .world_model import NON_OBS_KEYS, State, WorldModel
 
@@ -311,8 +312,8 @@ class Agent(nn.Module):
         if amount == 0:
             return action
         if self.discrete:
-            random = torch.nn.functional.one_hot(
-                torch.randint(0, self.action_dim, action.shape[:-1], device=action.device), self.action_dim).float()
+            random = one_hot(torch.randint(0, self.action_dim, action.shape[:-1], device=action.device),
+                             self.action_dim, action.dtype)
             pick = (torch.rand(action.shape[:-1], device=action.device) < amount)[..., None]
             return torch.where(pick, random, action)
         return (action + amount * torch.randn_like(action)).clamp(-1, 1)

@@ -187,8 +187,8 @@ class ActorCritic(nn.Module):
         if torch.is_grad_enabled():
             low, high = torch.quantile(target.detach().float().flatten(),
                                        torch.tensor([0.05, 0.95], device=target.device))
-            first = bool(self.updates == 0)
-            self.return_range.copy_(high - low if first else decay * self.return_range + (1 - decay) * (high - low))
+            ema = decay * self.return_range + (1 - decay) * (high - low)
+            self.return_range.copy_(torch.where(self.updates == 0, high - low, ema))  # no host sync
         return self.return_range.clamp_min(1.0)
 
     def update_slow_critic(self) -> None:

@@ -28,15 +28,13 @@ def terminal_precision_recall(pred_discount: torch.Tensor, is_terminal: torch.Te
 
     The head predicts ``(1 - terminal) * discount``; a step counts as predicted terminal where
     its prediction is below half the discount. NaN where a ratio has no denominator (no
-    predicted or no real terminal in the batch): the logger skips those.
+    predicted or no real terminal in the batch; then its numerator is 0 too, and 0 / 0 is NaN):
+    the logger skips those. No branch on the counts, so nothing waits for the device.
     """
     predicted = pred_discount < 0.5 * discount
     actual = is_terminal.bool()
     hits = (predicted & actual).sum().float()
-    nan = torch.tensor(math.nan, device=hits.device)
-    precision = hits / predicted.sum() if predicted.any() else nan
-    recall = hits / actual.sum() if actual.any() else nan
-    return precision, recall
+    return hits / predicted.sum(), hits / actual.sum()
 
 
 def grad_norms(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:

@@ -13,6 +13,13 @@ import torch
 import torch.nn.functional as F
 
 
+def one_hot(index: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``F.one_hot(index, classes).to(dtype)`` without a host sync: ``F.one_hot`` reads the
+    indices' minimum and maximum back to the host to check them, which on a GPU waits for every
+    queued kernel, at each step of the observe loop and of imagination."""
+    return torch.zeros(*index.shape, classes, dtype=dtype, device=index.device).scatter_(-1, index.unsqueeze(-1), 1.0)
+
+
 class OneHotDist:
     """Independent categoricals over the last axis of ``logits`` ([..., classes])."""
 
@@ -36,7 +43,7 @@ class OneHotDist:
 
     def straight_through(self, index: torch.Tensor) -> torch.Tensor:
         """``one_hot(index)`` whose gradient flows to the probabilities (``+ probs - sg(probs)``)."""
-        onehot = F.one_hot(index, self.logits.shape[-1]).to(self.probs.dtype)
+        onehot = one_hot(index, self.logits.shape[-1], self.probs.dtype)
         return onehot + self.probs - self.probs.detach()
 
     def sample(self) -> torch.Tensor:

@@ -384,3 +384,40 @@ def test_exploration_noise_matches_the_reference_for_both_action_kinds():
     swapped = disc._noise(first, 0.3)
     assert (swapped.sum(-1) == 1).all() and set(swapped.unique().tolist()) == {0.0, 1.0}
     assert (swapped.argmax(-1) != 0).float().mean().item() == pytest.approx(0.3 * 3 / 4, abs=0.01)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_the_update_and_the_policy_step_never_read_a_value_back_to_the_host(discrete):
+    """On a GPU, reading a tensor's value back (``.item()``, ``bool(t)``, ``F.one_hot``'s range
+    check) waits for every kernel queued so far; inside the observe loop and imagination that
+    stalled the device at every step. The dispatcher sees such a read as ``_local_scalar_dense``
+    on a CPU too, so it is counted here: none in the world model's step, imagination and its
+    losses (with the return normalisation on), or a policy step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountReads(TorchDispatchMode):
+        reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.reads += func is torch.ops.aten._local_scalar_dense.default
+            return func(*args, **(kwargs or {}))
+
+    space = {"image": ((64, 64, 3), np.uint8), "vector": ((4,), np.float32)}
+    act_space = gymnasium.spaces.Discrete(3) if discrete else gymnasium.spaces.Box(-1, 1, (3,), np.float32)
+    agent = Agent(make_config("debug", {"actor.return_norm": True, "train.expl_noise": 0.3}), space, act_space)
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.integers(0, 256, (2, 8, 64, 64, 3), dtype=np.uint8),
+             "vector": rng.normal(size=(2, 8, 4)).astype(np.float32),
+             "action": np.eye(3, dtype=np.float32)[rng.integers(3, size=(2, 8))],
+             "reward": rng.normal(size=(2, 8)).astype(np.float32), "is_first": np.eye(8, dtype=bool)[[0, 0]],
+             "is_last": np.zeros((2, 8), bool), "is_terminal": np.eye(8, dtype=bool)[[7, 3]]}
+    obs = {"image": batch["image"][:, 0], "vector": batch["vector"][:, 0], "is_first": np.array([True, False])}
+    for _ in range(2):  # the second round after an update, with the slow critic and the return scale set
+        with CountReads() as mode:
+            post, data, _ = agent.update_world_model(batch)
+            actor_loss, critic_loss, _ = agent.behavior_losses(post, data["is_terminal"])
+            action, state = agent.policy(obs, None, "train")
+            agent.policy(obs, state, "eval")
+        assert mode.reads == 0
+        assert actor_loss.isfinite() and critic_loss.isfinite() and action.shape == (2, 3)
+        agent.update(batch)
