@@ -164,11 +164,11 @@ class RSSM(nn.Module):
         ``SequenceWeights``), so that the steps' gradients are summed at [hidden, deter] and
         scattered into the whole weight once, not once per step.
         """
-        keep = 1.0 - is_first.to(action.dtype)  # [N]
-        # A reset state is zeros, not one-hot: its columns no longer say what it holds.
-        state = {k: v if k == "columns" else v * keep.reshape(-1, *([1] * (v.dim() - 1)))
-                 for k, v in state.items() if k != "columns" or not resets}
-        action = action * keep[:, None]
+        if resets:
+            keep = 1.0 - is_first.to(action.dtype)  # [N]
+            # A reset state is zeros, not one-hot: its columns no longer say what it holds.
+            state = {k: v * keep.reshape(-1, *([1] * (v.dim() - 1))) for k, v in state.items() if k != "columns"}
+            action = action * keep[:, None]
         if with_prior:
             prior = self.img_step(state, action, sample)
             deter = prior["deter"]
