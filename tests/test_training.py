@@ -417,7 +417,7 @@ def test_the_update_and_the_policy_step_never_read_a_value_back_to_the_host(disc
             post, data, _ = agent.update_world_model(batch)
             actor_loss, critic_loss, _ = agent.behavior_losses(post, data["is_terminal"])
             action, state = agent.policy(obs, None, "train")
-            agent.policy(obs, state, "eval")
+            agent.policy({**obs, "is_first": np.array([False, False])}, state, "eval")  # no reset: gathers
         assert mode.reads == 0
         assert actor_loss.isfinite() and critic_loss.isfinite() and action.shape == (2, 3)
         agent.update(batch)
