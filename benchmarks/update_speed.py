@@ -16,7 +16,9 @@ to see which of the two is the faster on a given CPU.
 ``--compare sheeprl`` creates a virtual environment for sheeprl (PyPI, version SHEEPRL below, with
 this process's torch version) on first use, starts ``sheeprl_update.py`` in it with the same torch
 threads, and times one sheeprl update after each round of ours, at the first precision listed;
-its line adds ``sheeprl_update_s_median`` and ``ratio_to_sheeprl``.
+its line adds ``sheeprl_update_s_median`` and ``ratio_to_sheeprl``. sheeprl runs as it ships, with
+glibc's malloc as it is; ``--sheeprl-keep-freed-memory`` gives its process the allocator settings
+that ours uses (``keep_freed_memory``, through ``GLIBC_TUNABLES``), to compare the code alone.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from gymnasium import spaces
 from dreamer2 import nets
 from dreamer2.agent import Agent
 from dreamer2.config import make_config
-from dreamer2.training import keep_freed_memory
+from dreamer2.training import KEEP_FREED_MALLOC, keep_freed_memory
 from host import describe
 
 SHEEPRL = "0.8.4"
@@ -60,13 +62,16 @@ def sheeprl_python(root: Path) -> Path:
 class SheeprlWorker:
     """sheeprl's update in its own venv and process, driven one batch of updates at a time."""
 
-    def __init__(self, python: Path, threads: int, precision: str, cfg):
+    def __init__(self, python: Path, threads: int, precision: str, cfg, keep_freed: bool):
+        env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+        if keep_freed:  # what keep_freed_memory's mallopt calls set, as glibc's start-up tunables
+            env["GLIBC_TUNABLES"] = ":".join(f"glibc.malloc.{name}={value}" for name, (_, value) in KEEP_FREED_MALLOC.items())
         script = Path(__file__).with_name("sheeprl_update.py")
         self.process = subprocess.Popen(
             [str(python), str(script), "--threads", str(threads), "--precision", precision,
              "--batch", str(cfg.replay.batch), "--length", str(cfg.replay.length),
              "--horizon", str(cfg.behavior.horizon)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self._read()
 
     def _read(self) -> dict:
@@ -119,6 +124,8 @@ def main() -> None:
                         help="leave glibc's malloc as it is (training calls keep_freed_memory)")
     parser.add_argument("--mkl-linear", action="store_true",
                         help="every Linear layer as F.linear, not large products as oneDNN's 1x1 convolution")
+    parser.add_argument("--sheeprl-keep-freed-memory", action="store_true",
+                        help="sheeprl's process with the malloc settings of keep_freed_memory (default: as it ships)")
     parser.add_argument("--sheeprl-venv", default=str(Path.home() / ".cache" / "dreamer2" / f"sheeprl-{SHEEPRL}"))
     args = parser.parse_args()
     if args.compare and (args.preset != "atari" or args.set or args.device != "cpu" or args.obs != "image"
@@ -143,7 +150,8 @@ def main() -> None:
     batch = synthetic_batch(obs_space, args.actions, cfg.replay.batch, cfg.replay.length, rng)
     obs = {k: v[:1, 0] for k, v in batch.items() if k in obs_space}
     obs["is_first"] = np.array([False])
-    sheeprl = (SheeprlWorker(sheeprl_python(Path(args.sheeprl_venv)), torch.get_num_threads(), args.precision[0], cfg)
+    sheeprl = (SheeprlWorker(sheeprl_python(Path(args.sheeprl_venv)), torch.get_num_threads(), args.precision[0], cfg,
+                             args.sheeprl_keep_freed_memory)
                if args.compare else None)
     sheeprl_times = []
 
@@ -183,7 +191,8 @@ def main() -> None:
         split = {k: round(statistics.median(p[k] for p in phases[precision]), 4) for k in phases[precision][0]}
         compared = {}
         if sheeprl_times and precision == args.precision[0]:
-            compared = {"sheeprl_version": SHEEPRL, "sheeprl_update_s_median": round(statistics.median(sheeprl_times), 4),
+            compared = {"sheeprl_version": SHEEPRL, "sheeprl_keep_freed_memory": args.sheeprl_keep_freed_memory,
+                        "sheeprl_update_s_median": round(statistics.median(sheeprl_times), 4),
                         "ratio_to_sheeprl": round(median / statistics.median(sheeprl_times), 3)}
         print(json.dumps({"preset": args.preset, "precision": precision, "device": args.device, "obs": args.obs,
                           "batch": [cfg.replay.batch, cfg.replay.length], "threads": torch.get_num_threads(), "keep_freed_memory": kept,

@@ -49,6 +49,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# keep_freed_memory's settings, named as glibc's tunables name them (``GLIBC_TUNABLES=glibc.malloc.NAME=V``
+# sets the same at a process's start) with the mallopt parameter that sets each at run time.
+KEEP_FREED_MALLOC = {"mmap_max": (-4, 0), "trim_threshold": (-1, 2**31 - 1), "top_pad": (-2, 64 << 20)}
+
+
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
 
@@ -64,9 +69,7 @@ def keep_freed_memory() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (musl, ...)
         return False
-    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4  # glibc's mallopt parameters
-    return bool(libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)
-                and libc.mallopt(m_top_pad, 64 << 20))
+    return all(libc.mallopt(param, value) for param, value in KEEP_FREED_MALLOC.values())
 
 
 def prepare_logdir(logdir: Path, preset: str | list[str] | None, overrides: dict[str, Any] | None) -> DictConfig:
