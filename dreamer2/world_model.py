@@ -187,11 +187,13 @@ class RSSM(nn.Module):
         if state is None:
             state = self.initial(embed.shape[0], embed.device)
         posts = []
-        parts = self.embed_part(embed)  # [B, T, hidden]
+        # Unbound once, not indexed per step: the backward then stacks the T steps' gradients once,
+        # where T selects would each scatter theirs into a zeroed [B, T, hidden] and add it up.
+        parts = self.embed_part(embed).unbind(1)  # T x [B, hidden]
         with SequenceWeights([self.img_in[0], self.gru.linear, self.obs_out.out]) as seq:
             deter_weight = seq.weight(self.deter_columns())
             for t in range(embed.shape[1]):
-                state, _ = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[:, t],
+                state, _ = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], embed_part=parts[t],
                                          with_prior=False, deter_weight=deter_weight)
                 posts.append(state)
         post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}  # [B, T, ...]
