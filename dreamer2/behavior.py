@@ -14,7 +14,7 @@ from torch import nn
 
 from .diagnostics import max_entropy
 from .distributions import MSEDist, OneHotDist, TruncNormalDist
-from .nets import MLPHead, OneHotFeat, stack_feat
+from .nets import MLPHead, OneHotFeat, sliced_once, stack_feat
 from .world_model import State, WorldModel
 
 
@@ -104,18 +104,19 @@ class ActorCritic(nn.Module):
         state = start
         feat = wm.rssm.feat(state, gather)
         feats, actions, logps, ents, means = [feat], [], [], [], []
-        for _ in range(horizon):
-            out = self.actor.net(feat.detach())
-            dist = self.actor.dist(out)
-            action = dist.sample()
-            logps.append(dist.log_prob(action.detach()))
-            ents.append(dist.entropy())
-            means.append(self.actor.mean_square(out))
-            with torch.set_grad_enabled(dynamics_grad and torch.is_grad_enabled()):
-                state = wm.rssm.img_step(state, action if dynamics_grad else action.detach())
-                feat = wm.rssm.feat(state, gather)
-            feats.append(feat)
-            actions.append(action)
+        with sliced_once(self.actor.net.first, wm.rssm.stoch_dim):
+            for _ in range(horizon):
+                out = self.actor.net(feat.detach())
+                dist = self.actor.dist(out)
+                action = dist.sample()
+                logps.append(dist.log_prob(action.detach()))
+                ents.append(dist.entropy())
+                means.append(self.actor.mean_square(out))
+                with torch.set_grad_enabled(dynamics_grad and torch.is_grad_enabled()):
+                    state = wm.rssm.img_step(state, action if dynamics_grad else action.detach())
+                    feat = wm.rssm.feat(state, gather)
+                feats.append(feat)
+                actions.append(action)
         actions.insert(0, torch.zeros_like(actions[0]))
         return {"feat": stack_feat(feats, 1), "action": torch.stack(actions, 1),
                 "logp": torch.stack(logps, 1), "entropy": torch.stack(ents, 1), "mean_square": torch.stack(means, 1)}

@@ -7,7 +7,9 @@ backward needs only its own output, so no second copy of each activation is writ
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -267,16 +269,38 @@ def onehot_table(layer: nn.Linear, width: int) -> torch.Tensor:
     return cached[1]
 
 
+@contextmanager
+def sliced_once(layer: nn.Linear, width: int) -> Iterator[None]:
+    """Inside it, ``linear`` over a ``OneHotFeat`` of one-hot ``width`` reads ``layer``'s one-hot
+    table and other columns as sliced once on entry, not once per call, where the weight gets a
+    gradient.
+
+    The actor runs at each of the 15 imagination steps with gradients on. Sliced per call, every
+    step copies its [width, out] table, and autograd scatters each step's two weight gradients into
+    a zeroed whole weight and adds those up; sliced once, the steps' gradients add up at the
+    slices' sizes and are scattered into the weight once: the same sums.
+    """
+    weight = layer.weight
+    if torch.is_grad_enabled() and weight.requires_grad:
+        layer.onehot_slices = {width: (weight[:, :width].t().contiguous(), weight[:, width:])}
+    try:
+        yield
+    finally:
+        vars(layer).pop("onehot_slices", None)
+
+
 def linear(layer: nn.Linear, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
     """``layer(x)``, where a ``OneHotFeat`` reads only the weight columns its one-hots select."""
     if not isinstance(x, OneHotFeat):
         return layer(x)
     lead, slots = x.columns.shape[:-1], x.columns.shape[-1]
-    table = onehot_table(layer, x.width)  # [width, out]: one row per one-hot column
+    # [width, out] (one row per one-hot column) and [out, rest]
+    table, rest = vars(layer).get("onehot_slices", {}).get(x.width) or (onehot_table(layer, x.width),
+                                                                         layer.weight[:, x.width:])
     picked = F.embedding_bag(x.columns.reshape(-1, slots), table, mode="sum")  # [N, out]
     if x.onehot is not None:
         picked = picked + _StraightThrough.apply(x.onehot.reshape(-1, x.width), layer.weight[:, :x.width])
-    return picked.reshape(*lead, -1) + dense(x.dense, layer.weight[:, x.width:], layer.bias)
+    return picked.reshape(*lead, -1) + dense(x.dense, rest, layer.bias)
 
 
 def mlp(inp: int, layers: int, units: int, norm: bool = False) -> nn.Sequential:
@@ -298,6 +322,11 @@ class MLPHead(nn.Module):
         super().__init__()
         self.trunk = mlp(inp, layers, units, norm)
         self.out = Linear(units if layers else inp, out)
+
+    @property
+    def first(self) -> nn.Linear:
+        """The layer that reads the input."""
+        return self.trunk[0] if len(self.trunk) else self.out
 
     def forward(self, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
         if not len(self.trunk):

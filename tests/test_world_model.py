@@ -371,6 +371,31 @@ def test_one_hot_feat_linear_passes_the_straight_through_gradient_to_its_one_hot
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_sliced_once_gives_the_per_call_sums_and_gradients_of_a_recurring_layer():
+    """Inside ``sliced_once`` a layer applied at every step (the actor in imagination) reads its
+    one-hot table and other columns as sliced on entry: outputs and weight gradients over three
+    steps equal those of slicing at each call, and the slices are gone on leaving."""
+    from dreamer2.nets import OneHotFeat, linear, sliced_once
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(18, 9)
+    feats = [OneHotFeat(torch.randint(0, 4, (5, 3)) + torch.arange(3) * 4, torch.randn(5, 6), 12) for _ in range(3)]
+    runs = []
+    for once in (False, True):
+        layer.zero_grad()
+        with sliced_once(layer, 12) if once else torch.enable_grad():
+            assert ("onehot_slices" in vars(layer)) == once
+            outs = [linear(layer, f) for f in feats]
+        assert "onehot_slices" not in vars(layer)
+        sum(o.square().sum() for o in outs).backward()
+        runs.append((outs, layer.weight.grad.clone(), layer.bias.grad.clone()))
+    (outs, weight, bias), (outs_once, weight_once, bias_once) = runs
+    for a, b in zip(outs, outs_once):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    torch.testing.assert_close(weight, weight_once, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(bias, bias_once, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(outs[0], layer(feats[0].to_dense()), atol=1e-6, rtol=1e-5)
+
+
 def test_one_hot_table_is_cached_without_gradient_and_follows_weight_updates():
     """Acting reuses the transposed one-hot block of a layer's weight; the agent's optimizer step
     (an in-place update, by a fused kernel) must make it fresh, or the policy would act with
