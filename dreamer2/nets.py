@@ -391,15 +391,46 @@ def conv_as_gemm(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a 'valid', undilated, ungrouped convolution of a channels_last input, as
     one GEMM of its patches: the same sums (in another order). The channels_last weight is
     [out, kh, kw, in] in memory, so it serves as the GEMM's matrix without a copy."""
-    n, c = x.shape[:2]
-    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
-    oh, ow = _valid_output_size(conv, x)
     nhwc = x.permute(0, 2, 3, 1).contiguous()  # [N, H, W, C]: a view when x is channels_last
-    sn, sy, sx, sc = nhwc.stride()
-    patches = nhwc.as_strided((n, oh, ow, kh, kw, c), (sn, sh * sy, sw * sx, sy, sx, sc))  # [N, oh, ow, kh, kw, C]
+    args = (nhwc, conv.kernel_size, conv.stride, _valid_output_size(conv, x))
+    patches = _Patches.apply(*args) if torch.is_grad_enabled() and x.requires_grad else _patches(*args)
     weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # [out, kh * kw * C]
-    out = dense(patches.reshape(n, oh, ow, -1), weight, conv.bias)  # [N, oh, ow, out]
+    out = dense(patches, weight, conv.bias)  # [N, oh, ow, out]
     return out.permute(0, 3, 1, 2)  # [N, out, oh, ow], channels_last in memory
+
+
+def _patches(nhwc: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """The patches of a 'valid' convolution of ``nhwc`` [N, H, W, C] as rows [N, oh, ow, kh * kw * C] (a copy)."""
+    n, c = nhwc.shape[0], nhwc.shape[3]
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, size
+    sn, sy, sx, sc = nhwc.stride()
+    return nhwc.as_strided((n, oh, ow, kh, kw, c), (sn, sh * sy, sw * sx, sy, sx, sc)).reshape(n, oh, ow, -1)
+
+
+class _Patches(torch.autograd.Function):
+    """``_patches``, whose backward adds the patches' gradients back at each of the kh * kw kernel
+    offsets: one strided slice add per offset. Autograd's generic backward of the overlapping
+    ``as_strided`` view builds an index of every patch entry and runs ``index_add_``: for the
+    encoder's last layer at atari (800 x 6 x 6 x 192) 35 against 8 ms, and the same sums in the
+    same order (the offsets run backwards, so each input's terms come in the order of the
+    patches that read it), bitwise equal."""
+
+    @staticmethod
+    def forward(ctx, nhwc: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                size: tuple[int, int]) -> torch.Tensor:
+        ctx.shape, ctx.kernel, ctx.stride, ctx.size = nhwc.shape, kernel, stride, size
+        return _patches(nhwc, kernel, stride, size)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        (kh, kw), (sh, sw), (oh, ow) = ctx.kernel, ctx.stride, ctx.size
+        grad = grad.reshape(*grad.shape[:3], kh, kw, -1)  # [N, oh, ow, kh, kw, C]
+        out = grad.new_zeros(ctx.shape)
+        for y in reversed(range(kh)):
+            for x in reversed(range(kw)):
+                out[:, y:y + sh * (oh - 1) + 1:sh, x:x + sw * (ow - 1) + 1:sw] += grad[:, :, :, y, x]
+        return out, None, None, None
 
 
 class ConvDecoder(nn.Module):

@@ -318,6 +318,22 @@ def test_acting_encoder_computes_small_convolutions_as_gemms_with_the_same_outpu
     assert few_outputs(conv, x, most=24, per_image=9) and not few_outputs(conv, x, most=24, per_image=8)
 
 
+def test_conv_as_gemm_passes_the_convolution_s_gradients():
+    """In training the encoder's last layer runs as a GEMM of its patches; the patches' backward
+    adds their gradients back per kernel offset (nets._Patches). Overlapping windows in both
+    directions (kernel 4 at stride 2, kernel 3 at stride 1): the input's, weight's and bias's
+    gradients must be the convolution's."""
+    from dreamer2.nets import conv_as_gemm
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 7, (4, 3), stride=(2, 1)).to(memory_format=torch.channels_last)
+    x = torch.randn(3, 6, 9, 7).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out, ref = conv_as_gemm(conv, x), conv(x)  # 3 x 5 outputs per image
+    grad = torch.randn_like(ref)
+    inputs = [x, conv.weight, conv.bias]
+    for a, b in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 def _plain_forward(module, x):
     from dreamer2.nets import ConvDecoder
     if isinstance(module, ConvDecoder):
