@@ -27,6 +27,12 @@ def detach(state: State) -> State:
     return {k: v.detach() for k, v in state.items()}
 
 
+def _cat(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat``, which copies even a single tensor (one image key, or images alone: a copy of
+    the batch's frames per update and two per env step); a single one is returned as it is."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim)
+
+
 def kl_balance(kl: Callable[[State, State], torch.Tensor], post: State, prior: State,
                balance: float, free: float, free_avg: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """KL balancing: ``(1 - balance) * KL(post || sg(prior)) + balance * KL(sg(post) || prior)``.
@@ -320,10 +326,10 @@ class WorldModel(nn.Module):
     def encode(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         if self.enc_cnn:
-            parts.append(self.cnn_encoder(torch.cat([data[k] for k in self.enc_cnn], -3)))  # [B, T, E_cnn]
+            parts.append(self.cnn_encoder(_cat([data[k] for k in self.enc_cnn], -3)))  # [B, T, E_cnn]
         if self.enc_mlp:
-            parts.append(self.mlp_encoder(torch.cat([data[k] for k in self.enc_mlp], -1)))  # [B, T, E_mlp]
-        return torch.cat(parts, -1)  # [B, T, E]
+            parts.append(self.mlp_encoder(_cat([data[k] for k in self.enc_mlp], -1)))  # [B, T, E_mlp]
+        return _cat(parts, -1)  # [B, T, E]
 
     def decode(self, feat: torch.Tensor) -> dict[str, MSEDist]:
         """feat [..., F] -> one Normal(mean, 1) per decoded observation key."""
