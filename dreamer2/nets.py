@@ -297,10 +297,35 @@ def linear(layer: nn.Linear, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
     # [width, out] (one row per one-hot column) and [out, rest]
     table, rest = vars(layer).get("onehot_slices", {}).get(x.width) or (onehot_table(layer, x.width),
                                                                          layer.weight[:, x.width:])
-    picked = F.embedding_bag(x.columns.reshape(-1, slots), table, mode="sum")  # [N, out]
+    columns = x.columns.reshape(-1, slots)
+    picked = _Gather.apply(columns, table) if table.requires_grad else F.embedding_bag(columns, table, mode="sum")
     if x.onehot is not None:
         picked = picked + _StraightThrough.apply(x.onehot.reshape(-1, x.width), layer.weight[:, :x.width])
     return picked.reshape(*lead, -1) + dense(x.dense, rest, layer.bias)
+
+
+class _Gather(torch.autograd.Function):
+    """``embedding_bag(columns, table, mode="sum")`` [N, out] whose table gradient is added slot
+    by slot: one ``index_add_`` of the N rows' gradients at each slot's columns. embedding_bag's
+    own backward sorts all N * slots indices first: for 32 slots into [1024, 400] it took 4.8 ms
+    at the actor's 800 rows and 71 ms at the critic's 12,000 (forward and backward), this 1.9 and
+    40 (Intel Xeon, two threads). The same sums; their order within a row may differ."""
+
+    @staticmethod
+    def forward(ctx, columns: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(columns)
+        ctx.table = table.shape, table.dtype
+        return F.embedding_bag(columns, table.detach(), mode="sum")  # detached: the forward-only kernel
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        (columns,), (shape, dtype) = ctx.saved_tensors, ctx.table
+        grad = grad.to(dtype)
+        table_grad = grad.new_zeros(shape)
+        for slot in columns.unbind(-1):
+            table_grad.index_add_(0, slot, grad)
+        return None, table_grad
 
 
 def mlp(inp: int, layers: int, units: int, norm: bool = False) -> nn.Sequential:
