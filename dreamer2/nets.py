@@ -298,7 +298,10 @@ def linear(layer: nn.Linear, x: torch.Tensor | OneHotFeat) -> torch.Tensor:
     table, rest = vars(layer).get("onehot_slices", {}).get(x.width) or (onehot_table(layer, x.width),
                                                                          layer.weight[:, x.width:])
     columns = x.columns.reshape(-1, slots)
-    picked = _Gather.apply(columns, table) if table.requires_grad else F.embedding_bag(columns, table, mode="sum")
+    if table.requires_grad and cpu_fp32(table):  # where it was measured (on a GPU, 32 kernels for one)
+        picked = _Gather.apply(columns, table)
+    else:
+        picked = F.embedding_bag(columns, table, mode="sum")
     if x.onehot is not None:
         picked = picked + _StraightThrough.apply(x.onehot.reshape(-1, x.width), layer.weight[:, :x.width])
     return picked.reshape(*lead, -1) + dense(x.dense, rest, layer.bias)
@@ -309,7 +312,8 @@ class _Gather(torch.autograd.Function):
     by slot: one ``index_add_`` of the N rows' gradients at each slot's columns. embedding_bag's
     own backward sorts all N * slots indices first: for 32 slots into [1024, 400] it took 4.8 ms
     at the actor's 800 rows and 71 ms at the critic's 12,000 (forward and backward), this 1.9 and
-    40 (Intel Xeon, two threads). The same sums; their order within a row may differ."""
+    40 (Intel Xeon, two threads). The same sums; their order within a row may differ. On a CPU in
+    fp32 only, where it was measured."""
 
     @staticmethod
     def forward(ctx, columns: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
