@@ -422,7 +422,7 @@ def conv_as_gemm(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     [out, kh, kw, in] in memory, so it serves as the GEMM's matrix without a copy."""
     nhwc = x.permute(0, 2, 3, 1).contiguous()  # [N, H, W, C]: a view when x is channels_last
     args = (nhwc, conv.kernel_size, conv.stride, _valid_output_size(conv, x))
-    patches = _Patches.apply(*args) if torch.is_grad_enabled() and x.requires_grad else _patches(*args)
+    patches = _Patches.apply(*args) if x.requires_grad else _patches(*args)  # acting: no autograd function
     weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # [out, kh * kw * C]
     out = dense(patches, weight, conv.bias)  # [N, oh, ow, out]
     return out.permute(0, 3, 1, 2)  # [N, out, oh, ow], channels_last in memory
