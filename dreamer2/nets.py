@@ -507,23 +507,70 @@ def transposed_conv(layer: nn.ConvTranspose2d, x: torch.Tensor, output: bool) ->
     """``layer(x)``; on a CPU in fp32, by the kernels measured fastest there for the decoder's
     layers: the same sums in another order (tested).
 
-    The ``output`` layer (48 -> 1 channel at atari) runs through PyTorch's own kernel (a GEMM,
-    then col2im), not oneDNN's, which computes it at ~14 GFLOP/s: at batch 800 87 against 186 ms
-    forward, and with 3 channels 163 against 193 ms (Zen 2, two threads, medians of 5); its
-    backward stays oneDNN's. The hidden layers run oneDNN's transposed convolution without its
-    bias, which is added afterwards in place (autograd sums its gradient): with the bias inside,
-    oneDNN's forward took 205-249 against 139-178 ms for the 192 -> 96 layer at batch 800, and its
-    weight gradient took longer too; the decoder's forward and backward at atari took 1778 against
-    1535 ms (Intel Xeon, two threads, medians of 15 interleaved). The output layer gained nothing
-    from it (0.998-1.012x in most of 15 pairs)."""
+    The ``output`` layer (48 -> 1 channel at atari) runs forward as ``_OutputTransposedConv``: one
+    GEMM, then its columns added into the output's stride phases. oneDNN computes it at
+    ~14 GFLOP/s (186 ms at batch 800 on Zen 2) and PyTorch's own kernel (a GEMM, then col2im) at
+    ~25: at batch 800 46-49 against 102-109 ms, with 3 channels 132 against 198 ms (Intel Xeon,
+    medians of 9); its backward stays oneDNN's. The hidden layers run oneDNN's transposed
+    convolution without its bias, which is added afterwards in place (autograd sums its
+    gradient): with the bias inside, oneDNN's forward took 205-249 against 139-178 ms for the
+    192 -> 96 layer at batch 800, and its weight gradient took longer too; the decoder's forward
+    and backward at atari took 1778 against 1535 ms (Intel Xeon, two threads, medians of 15
+    interleaved)."""
     if not cpu_fp32(x):
         return layer(x)
-    if output:
-        return torch.ops.aten.slow_conv_transpose2d(x, layer.weight, layer.kernel_size, layer.bias, layer.stride,
-                                                    layer.padding, layer.output_padding, layer.dilation)
+    if output and _OutputTransposedConv.handles(layer):
+        return _OutputTransposedConv.apply(x, layer.weight, layer.bias, layer.stride[0])
     out = F.conv_transpose2d(x, layer.weight, None, layer.stride, layer.padding, layer.output_padding,
                              layer.groups, layer.dilation)
     return out if layer.bias is None else out.add_(layer.bias[:, None, None])
+
+
+class _OutputTransposedConv(torch.autograd.Function):
+    """An unpadded transposed convolution of stride s whose kernel is a multiple of s (k = q * s),
+    for a layer with few output channels, as one GEMM and k * k * out strided adds.
+
+    Output pixel (s * m + p) receives input row (m - a) times kernel row (s * a + p), for a < q: so
+    the GEMM's columns for kernel offset (a, p) add into output phase p shifted by a, each a plain
+    [N, H, W] add with a long inner run. col2im walks the same columns pixel by pixel, which is
+    what made PyTorch's kernel slow; the shifts run backwards, the order in which col2im adds them,
+    so the outputs are bitwise the same. The backward is the one autograd gives PyTorch's kernel
+    (oneDNN's convolution backward)."""
+
+    @staticmethod
+    def handles(layer: nn.ConvTranspose2d) -> bool:
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+        plain = layer.padding == (0, 0) and layer.output_padding == (0, 0) and layer.dilation == (1, 1)
+        return plain and layer.groups == 1 and sh == sw and kh % sh == 0 and kw % sw == 0
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, s: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias, ctx.s = bias is not None, s
+        n, c_in, h, w = x.shape
+        c_out, qh, qw = weight.shape[1], weight.shape[2] // s, weight.shape[3] // s
+        rows = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # [N * H * W, in]: a view when x is channels_last
+        cols = torch.mm(weight.reshape(c_in, -1).t(), rows.t()).view(c_out, qh, s, qw, s, n, h, w)
+        out = x.new_zeros(n, h + qh - 1, s, w + qw - 1, s, c_out)  # [N, m, p, m', p', out]: channels_last
+        for c in range(c_out):
+            for a in reversed(range(qh)):
+                for b in reversed(range(qw)):
+                    for p in range(s):
+                        for p2 in range(s):
+                            out[:, a:a + h, p, b:b + w, p2, c] += cols[c, a, p, b, p2]
+        out = out.view(n, (h + qh - 1) * s, (w + qw - 1) * s, c_out).permute(0, 3, 1, 2)
+        return out if bias is None else out.add_(bias[:, None, None])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        s = ctx.s
+        bias_sizes = [weight.shape[1]] if ctx.has_bias else None
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        dx, dw, db = torch.ops.aten.convolution_backward(grad, x, weight, bias_sizes, [s, s], [0, 0], [1, 1], True,
+                                                         [0, 0], 1, mask)
+        return dx, dw, db, None
 
 
 class LayerNormGRUCell(nn.Module):

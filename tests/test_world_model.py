@@ -140,7 +140,7 @@ def test_decoder_first_layer_equals_transposed_convolution_of_1x1_map():
     from dreamer2.nets import ConvDecoder
     torch.manual_seed(0)
     dec = ConvDecoder(feat=10, channels=3, depth=4, kernels=[5, 5, 6, 6])
-    conv = torch.nn.ConvTranspose2d(32 * 4, 16, 5, stride=2)
+    conv = torch.torch.nn.ConvTranspose2d(32 * 4, 16, 5, stride=2)
     with torch.no_grad():  # Linear weight [out*k*k, in] -> ConvT weight [in, out, k, k]
         conv.weight.copy_(dec.first.weight.T.reshape(128, 16, 5, 5))
         dec.first_bias.copy_(torch.randn(16))
@@ -218,6 +218,27 @@ def test_channels_last_convolutions_match_the_plain_layout():
         out_plain.square().sum().backward()
         for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
             torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_output_transposed_conv_is_the_transposed_convolution():
+    """The decoder's output layer as one GEMM and per-phase adds: outputs and all three gradients
+    of PyTorch's transposed convolution, for 1 and 3 channels, non-square inputs, kernels of one,
+    two and three times the stride, and a layer without bias."""
+    from dreamer2.nets import _OutputTransposedConv
+    torch.manual_seed(0)
+    for c_out, kernel, stride, bias in ((1, 6, 2, True), (3, 4, 2, True), (2, 6, 3, False), (3, 2, 2, True)):
+        layer = torch.nn.ConvTranspose2d(5, c_out, kernel, stride=stride, bias=bias)
+        assert _OutputTransposedConv.handles(layer)
+        x = torch.randn(4, 5, 7, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
+        fast = _OutputTransposedConv.apply(x, layer.weight, layer.bias, stride)
+        plain = torch.nn.functional.conv_transpose2d(x.contiguous(), layer.weight, layer.bias, stride)
+        torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
+        grad = torch.randn_like(plain)
+        inputs = (x, layer.weight) + ((layer.bias,) if bias else ())
+        for a, b in zip(torch.autograd.grad(fast, inputs, grad), torch.autograd.grad(plain, inputs, grad)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not _OutputTransposedConv.handles(torch.nn.ConvTranspose2d(5, 1, 5, stride=2))  # 5 is no multiple of 2
+    assert not _OutputTransposedConv.handles(torch.nn.ConvTranspose2d(5, 1, 6, stride=2, padding=1))
 
 
 def _graph_nodes(fn) -> list[str]:
