@@ -533,9 +533,10 @@ class _OutputTransposedConv(torch.autograd.Function):
     Output pixel (s * m + p) receives input row (m - a) times kernel row (s * a + p), for a < q: so
     the GEMM's columns for kernel offset (a, p) add into output phase p shifted by a, each a plain
     [N, H, W] add with a long inner run. col2im walks the same columns pixel by pixel, which is
-    what made PyTorch's kernel slow; the shifts run backwards, the order in which col2im adds them,
-    so the outputs are bitwise the same. The backward is the one autograd gives PyTorch's kernel
-    (oneDNN's convolution backward)."""
+    what made PyTorch's kernel slow. The shifts run backwards: col2im (channels_last) walks the
+    input positions in ascending order, so each output pixel gets its terms by descending kernel
+    offset, and the outputs are bitwise the same. The backward is the one autograd gives
+    PyTorch's kernel (oneDNN's convolution backward)."""
 
     @staticmethod
     def handles(layer: nn.ConvTranspose2d) -> bool:
