@@ -493,9 +493,9 @@ class ConvDecoder(nn.Module):
         """feat [..., F] -> image mean [..., C, H, W]."""
         lead = feat.shape[:-1]
         x = self.first(self.linear(feat)).reshape(-1, *self.first_shape)  # [N, 4*depth, 5, 5]
+        x = x.contiguous(memory_format=torch.channels_last)  # a copy, which the bias may then change
         if self.first_bias is not None:
-            x = x + self.first_bias[:, None, None]
-        x = x.contiguous(memory_format=torch.channels_last)
+            x = x.add_(self.first_bias[:, None, None])
         for layer in self.net:
             is_conv = isinstance(layer, nn.ConvTranspose2d)
             x = transposed_conv(layer, x, output=layer is self.net[-1]) if is_conv else layer(x)
