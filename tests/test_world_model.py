@@ -241,6 +241,31 @@ def test_output_transposed_conv_is_the_transposed_convolution():
     assert not _OutputTransposedConv.handles(torch.nn.ConvTranspose2d(5, 1, 6, stride=2, padding=1))
 
 
+def test_small_map_transposed_conv_is_the_transposed_convolution():
+    """The decoder's layer on a small map as GEMMs (forward: columns added at each kernel offset;
+    backward: the output gradient's patches by two GEMMs): outputs and all three gradients of
+    PyTorch's transposed convolution, for odd and even kernels, unequal strides, a non-square map
+    and a layer without bias; an ELU may then work on its output in place. Larger maps keep
+    oneDNN's kernel."""
+    from dreamer2.nets import _SmallMapTransposedConv
+    torch.manual_seed(0)
+    for c_out, kernel, stride, bias in ((6, 5, (2, 2), True), (4, 4, (2, 1), False), (3, 3, (1, 3), True)):
+        layer = torch.nn.ConvTranspose2d(5, c_out, kernel, stride=stride, bias=bias)
+        layer.to(memory_format=torch.channels_last)
+        x = torch.randn(4, 5, 3, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+        assert _SmallMapTransposedConv.handles(layer, x)
+        fast = torch.nn.functional.elu(_SmallMapTransposedConv.apply(x, layer.weight, layer.bias, stride), inplace=True)
+        plain = torch.nn.functional.elu(torch.nn.functional.conv_transpose2d(x.contiguous(), layer.weight.contiguous(),
+                                                                             layer.bias, stride))
+        torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
+        assert fast.is_contiguous(memory_format=torch.channels_last)
+        grad = torch.randn_like(plain)
+        inputs = (x, layer.weight) + ((layer.bias,) if bias else ())
+        for a, b in zip(torch.autograd.grad(fast, inputs, grad), torch.autograd.grad(plain, inputs, grad)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not _SmallMapTransposedConv.handles(torch.nn.ConvTranspose2d(5, 3, 6, stride=2), torch.randn(1, 5, 13, 13))
+
+
 def _graph_nodes(fn) -> list[str]:
     """The names of the autograd nodes reachable from ``fn``, each once."""
     seen, todo, names = set(), [fn], []
