@@ -508,15 +508,15 @@ def transposed_conv(layer: nn.ConvTranspose2d, x: torch.Tensor, output: bool) ->
     layers: the same sums in another order (tested).
 
     The ``output`` layer (48 -> 1 channel at atari) runs forward as ``_OutputTransposedConv``: one
-    GEMM, then its columns added into the output's stride phases. oneDNN computes it at
-    ~14 GFLOP/s (186 ms at batch 800 on Zen 2) and PyTorch's own kernel (a GEMM, then col2im) at
-    ~25: at batch 800 46-49 against 102-109 ms, with 3 channels 132 against 198 ms (Intel Xeon,
-    medians of 9); its backward stays oneDNN's. The hidden layers run oneDNN's transposed
-    convolution without its bias, which is added afterwards in place (autograd sums its
-    gradient): with the bias inside, oneDNN's forward took 205-249 against 139-178 ms for the
-    192 -> 96 layer at batch 800, and its weight gradient took longer too; the decoder's forward
-    and backward at atari took 1778 against 1535 ms (Intel Xeon, two threads, medians of 15
-    interleaved)."""
+    GEMM, then its columns added into the output's stride phases. oneDNN computes it at ~14 GFLOP/s
+    (186 ms at batch 800 on Zen 2) and PyTorch's own kernel (a GEMM, then col2im) at ~25: at batch
+    800 46-49 against 102-109 ms, with 3 channels 132 against 198 ms (Intel Xeon, medians of 9); its
+    backward stays oneDNN's. A hidden layer on a small map runs as GEMMs
+    (``_SmallMapTransposedConv``). The others run oneDNN's transposed convolution without its bias,
+    which is added afterwards in place (autograd sums its gradient): with the bias inside, oneDNN's
+    forward took 205-249 against 139-178 ms for the 192 -> 96 layer at batch 800, and its weight
+    gradient took longer too; the decoder's forward and backward at atari took 1778 against 1535 ms
+    (Intel Xeon, two threads, medians of 15 interleaved)."""
     if not cpu_fp32(x):
         return layer(x)
     if output and _OutputTransposedConv.handles(layer):
@@ -539,8 +539,8 @@ class _SmallMapTransposedConv(torch.autograd.Function):
     this layer at ~140 GFLOP/s both ways; at atari (192 -> 96, batch 800) forward 119 against
     130 ms and backward 181 against 223 ms (Intel Xeon, medians of 12 interleaved). At 13x13
     (96 -> 48) it lost: 481 against 244 ms forward, the adds then moving 36 passes over a
-    [800, 30, 30, 48] output. The patches take kh * kw / (sh * sw) times the output gradient's
-    memory (192 MB at atari) until the backward ends."""
+    [800, 30, 30, 48] output. The patches hold each output gradient entry once per window that
+    reads it: at atari 192 MB, 3.7 times the gradient, until the backward ends."""
 
     @staticmethod
     def handles(layer: nn.ConvTranspose2d, x: torch.Tensor, most: int = 25) -> bool:
