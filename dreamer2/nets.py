@@ -405,9 +405,15 @@ def few_outputs(conv: nn.Conv2d, x: torch.Tensor, most: int = 1024, per_image: i
     Per image: the encoder's last layer (2x2 outputs) in training, whose weight gradient oneDNN
     computes at ~60 GFLOP/s: at batch 800 (atari) forward and backward took 186 against 298 ms
     (Zen 2, two threads, medians of 5); the 6x6 and larger layers are faster in oneDNN."""
-    plain = conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
     oh, ow = _valid_output_size(conv, x)
-    return plain and (x.shape[0] * oh * ow <= most or oh * ow <= per_image)
+    return _plain(conv) and (x.shape[0] * oh * ow <= most or oh * ow <= per_image)
+
+
+def _plain(conv: nn.Conv2d | nn.ConvTranspose2d) -> bool:
+    """Whether a (transposed) convolution is unpadded, undilated and ungrouped: the layers that
+    the GEMM forms below compute."""
+    return (conv.padding == (0, 0) and conv.output_padding == (0, 0) and conv.dilation == (1, 1)
+            and conv.groups == 1)
 
 
 def _valid_output_size(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
@@ -544,8 +550,7 @@ class _SmallMapTransposedConv(torch.autograd.Function):
 
     @staticmethod
     def handles(layer: nn.ConvTranspose2d, x: torch.Tensor, most: int = 25) -> bool:
-        plain = layer.padding == (0, 0) and layer.output_padding == (0, 0) and layer.dilation == (1, 1)
-        return plain and layer.groups == 1 and x.shape[2] * x.shape[3] <= most
+        return _plain(layer) and x.shape[2] * x.shape[3] <= most
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -610,8 +615,7 @@ class _OutputTransposedConv(torch.autograd.Function):
     @staticmethod
     def handles(layer: nn.ConvTranspose2d) -> bool:
         (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
-        plain = layer.padding == (0, 0) and layer.output_padding == (0, 0) and layer.dilation == (1, 1)
-        return plain and layer.groups == 1 and sh == sw and kh % sh == 0 and kw % sw == 0
+        return _plain(layer) and sh == sw and kh % sh == 0 and kw % sw == 0
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, s: int) -> torch.Tensor:
