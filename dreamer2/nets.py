@@ -426,12 +426,16 @@ def conv_as_gemm(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a 'valid', undilated, ungrouped convolution of a channels_last input, as
     one GEMM of its patches: the same sums (in another order). The channels_last weight is
     [out, kh, kw, in] in memory, so it serves as the GEMM's matrix without a copy."""
-    nhwc = x.permute(0, 2, 3, 1).contiguous()  # [N, H, W, C]: a view when x is channels_last
-    args = (nhwc, conv.kernel_size, conv.stride, _valid_output_size(conv, x))
+    args = (_nhwc(x), conv.kernel_size, conv.stride, _valid_output_size(conv, x))
     patches = _Patches.apply(*args) if x.requires_grad else _patches(*args)  # acting: no autograd function
     weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # [out, kh * kw * C]
     out = dense(patches, weight, conv.bias)  # [N, oh, ow, out]
     return out.permute(0, 3, 1, 2)  # [N, out, oh, ow], channels_last in memory
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] as [N, H, W, C] in contiguous memory: a view when x is channels_last."""
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def _patches(nhwc: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
@@ -560,10 +564,9 @@ class _SmallMapTransposedConv(torch.autograd.Function):
         n, c_in, h, w = x.shape
         c_out, kh, kw = weight.shape[1:]
         (sh, sw) = stride
-        rows = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # a view when x is channels_last
-        cols = torch.mm(rows, _kernel_rows(weight)).view(n, h, w, kh, kw, c_out)
+        cols = torch.mm(_nhwc(x).view(-1, c_in), _kernel_rows(weight)).view(n, h, w, kh, kw, c_out)
         out = _channels_last_zeros(x, c_out, (h - 1) * sh + kh, (w - 1) * sw + kw)
-        nhwc = out.permute(0, 2, 3, 1)
+        nhwc = out.permute(0, 2, 3, 1)  # _Patches.backward's adds, offsets in ascending order
         for y in range(kh):
             for z in range(kw):
                 nhwc[:, y:y + sh * (h - 1) + 1:sh, z:z + sw * (w - 1) + 1:sw] += cols[:, :, :, y, z]
@@ -575,13 +578,12 @@ class _SmallMapTransposedConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         n, c_in, h, w = x.shape
         c_out, kh, kw = weight.shape[1:]
-        patches = _patches(grad.permute(0, 2, 3, 1).contiguous(), (kh, kw), ctx.stride, (h, w)).view(n * h * w, -1)
+        patches = _patches(_nhwc(grad), (kh, kw), ctx.stride, (h, w)).view(n * h * w, -1)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             dx = torch.mm(patches, _kernel_rows(weight).t()).view(n, h, w, c_in).permute(0, 3, 1, 2)
         if ctx.needs_input_grad[1]:
-            rows = x.permute(0, 2, 3, 1).reshape(-1, c_in)
-            dw = torch.mm(rows.t(), patches).view(c_in, kh, kw, c_out).permute(0, 3, 1, 2)
+            dw = torch.mm(_nhwc(x).view(-1, c_in).t(), patches).view(c_in, kh, kw, c_out).permute(0, 3, 1, 2)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = grad.sum((0, 2, 3))
         return dx, dw, db, None
@@ -623,7 +625,7 @@ class _OutputTransposedConv(torch.autograd.Function):
         ctx.has_bias, ctx.s = bias is not None, s
         n, c_in, h, w = x.shape
         c_out, qh, qw = weight.shape[1], weight.shape[2] // s, weight.shape[3] // s
-        rows = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # [N * H * W, in]: a view when x is channels_last
+        rows = _nhwc(x).view(-1, c_in)  # [N * H * W, in]
         cols = torch.mm(weight.reshape(c_in, -1).t(), rows.t()).view(c_out, qh, s, qw, s, n, h, w)
         out = _channels_last_zeros(x, c_out, (h + qh - 1) * s, (w + qw - 1) * s)
         phases = out.permute(0, 2, 3, 1).view(n, h + qh - 1, s, w + qw - 1, s, c_out)  # [N, m, p, m', p', out]
