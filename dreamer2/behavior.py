@@ -99,8 +99,10 @@ class ActorCritic(nn.Module):
         0..H-1, computed once here and reused by the actor loss.
         """
         dynamics_grad = self.grad in ("dynamics", "both")
-        # Features from sampled one-hot states: layers over them gather their one-hots.
+        # Features from sampled one-hot states: layers over them gather their one-hots, which then
+        # need not be built where no gradient reaches them.
         gather = wm.rssm.gatherable(start)
+        columns_only = gather and not dynamics_grad
         state = start
         feat = wm.rssm.feat(state, gather)
         feats, actions, logps, ents, means = [feat], [], [], [], []
@@ -113,7 +115,7 @@ class ActorCritic(nn.Module):
                 ents.append(dist.entropy())
                 means.append(self.actor.mean_square(out))
                 with torch.set_grad_enabled(dynamics_grad and torch.is_grad_enabled()):
-                    state = wm.rssm.img_step(state, action if dynamics_grad else action.detach())
+                    state = wm.rssm.img_step(state, action if dynamics_grad else action.detach(), columns_only=columns_only)
                     feat = wm.rssm.feat(state, gather)
                 feats.append(feat)
                 actions.append(action)

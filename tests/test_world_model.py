@@ -521,3 +521,23 @@ def test_obs_step_without_prior_gives_the_same_posterior():
     assert post.keys() == fast.keys()
     for key in post:
         assert torch.equal(post[key], fast[key]), key
+
+
+def test_img_step_columns_only_is_the_same_step_without_the_one_hots():
+    # Imagination with REINFORCE gradients reads a sample's columns alone: the step must be the
+    # same draw from the same state, and the next step from it the same too.
+    torch.manual_seed(0)
+    rssm = RSSM(action_dim=2, embed_dim=5, deter=8, hidden=8, stoch=4, discrete=3)
+    start = rssm.img_step(rssm.initial(6, "cpu"), torch.zeros(6, 2))
+    action = torch.randn(6, 2)
+    steps = []
+    with torch.no_grad():
+        for columns_only in (False, True):
+            torch.manual_seed(1)
+            state = rssm.img_step(start, action, columns_only=columns_only)
+            steps.append((state, rssm.img_step(state, action, columns_only=columns_only)))
+    (full, full_next), (short, short_next) = steps
+    assert full.keys() - short.keys() == {"stoch"} and short.keys() <= full.keys()
+    assert torch.equal(full["stoch"].argmax(-1) + torch.arange(4) * 3, short["columns"])
+    for key in short:
+        assert torch.equal(short[key], full[key]) and torch.equal(short_next[key], full_next[key]), key
