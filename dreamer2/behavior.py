@@ -35,7 +35,7 @@ def lambda_return(reward: torch.Tensor, value: torch.Tensor, discount: torch.Ten
 
 
 def cumulative_discount(discount: torch.Tensor) -> torch.Tensor:
-    """Loss weights for discounts d [N, H+1]: ``w_0 = 1, w_t = prod_{i<t} d_i`` ([N, H+1], no gradient)."""
+    """Loss weights for discounts d [N, H]: ``w_0 = 1, w_t = prod_{i<t} d_i`` ([N, H], no gradient)."""
     ones = torch.ones_like(discount[:, :1])
     return torch.cumprod(torch.cat([ones, discount[:, :-1]], 1), 1).detach()
 
@@ -129,17 +129,18 @@ class ActorCritic(nn.Module):
         cfg = self.cfg
         seq = self.imagine(wm, start, cfg.behavior.horizon)
         feat = seq["feat"]  # [N, H+1, F]
-        reward = wm.reward(feat).mode()  # [N, H+1]
+        # Rewards and discounts of states 0..H-1: the last state's enter no return, and the first
+        # state's discount is the real one. The heads run on those states alone.
+        reward = wm.reward(feat[:, :-1]).mode()  # [N, H]
         if cfg.model.pred_discount:
-            discount = wm.discount(feat).mean  # [N, H+1], already times gamma (the target was)
             first = (1.0 - is_terminal.float()) * cfg.behavior.discount  # the real one at step 0
-            discount = torch.cat([first[:, None], discount[:, 1:]], 1)
+            # already times gamma (the target was)
+            discount = torch.cat([first[:, None], wm.discount(feat[:, 1:-1]).mean], 1)  # [N, H]
         else:
             discount = torch.full_like(reward, cfg.behavior.discount)
-        weight = cumulative_discount(discount)  # [N, H+1]
+        weight = cumulative_discount(discount)  # [N, H]
         value = self.slow_critic(feat).mode() if cfg.critic.slow_target else self.critic(feat).mode()
-        target = lambda_return(reward[:, :-1], value[:, :-1], discount[:, :-1], value[:, -1],
-                               cfg.behavior.discount_lambda)  # [N, H]
+        target = lambda_return(reward, value[:, :-1], discount, value[:, -1], cfg.behavior.discount_lambda)  # [N, H]
 
         # Actor: the policy at state t (t < H-1) chose action t+1, whose return is target[t+1].
         if cfg.critic.slow_baseline and cfg.critic.slow_target:  # the same network on the same features: reuse
@@ -152,7 +153,7 @@ class ActorCritic(nn.Module):
         reinforce = seq["logp"][:, :-1] * advantage
         mix = {"reinforce": 0.0, "dynamics": 1.0}.get(self.grad, cfg.actor.grad_mix)
         entropy = seq["entropy"][:, :-1]
-        w = weight[:, :-2]
+        w = weight[:, :-1]
         # The loss split into its terms (they sum to it): what drives the actor, logged as is.
         terms = {"reinforce": -(w * (1 - mix) * reinforce).mean(), "dynamics": -(w * mix * ret).mean(),
                  "entropy": -(w * cfg.actor.entropy * entropy).mean(),
@@ -161,7 +162,7 @@ class ActorCritic(nn.Module):
 
         # Critic: regress the λ-return from the imagined features.
         critic_dist = self.critic(feat[:, :-1].detach())
-        critic_loss = -(critic_dist.log_prob(target.detach()) * weight[:, :-1]).mean()
+        critic_loss = -(critic_dist.log_prob(target.detach()) * weight).mean()
 
         metrics = {f"actor/{k}_term": v.detach() for k, v in terms.items()}
         metrics.update({

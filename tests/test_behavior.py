@@ -146,6 +146,31 @@ def test_mean_reg_penalizes_the_squared_pre_tanh_mean_and_pulls_it_back_from_a_b
     assert (grads[0.5].abs() > 1000 * grads[0.0].abs()).all()  # without it, next to nothing moves them
 
 
+def test_returns_read_the_rewards_of_states_0_to_h_minus_1_and_the_predicted_discounts_of_1_to_h_minus_1():
+    """The reward and discount heads run only on the imagined states whose predictions enter the
+    λ-returns: rewards of states 0..H-1, discounts of 1..H-1 after the real one at state 0. The
+    same imagination, with its heads run on every state, must give the logged means and the
+    critic's targets."""
+    from dreamer2.behavior import lambda_return
+    torch.manual_seed(0)
+    wm, ac, start = _actor_critic("reinforce", True)
+    is_terminal = torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    horizon, gamma, lam = ac.cfg.behavior.horizon, ac.cfg.behavior.discount, ac.cfg.behavior.discount_lambda
+    torch.manual_seed(1)
+    _, _, metrics = ac.losses(wm, start, is_terminal)
+    torch.manual_seed(1)
+    feat = ac.imagine(wm, start, horizon)["feat"]  # the same draws
+    with torch.no_grad():
+        reward = wm.reward(feat).mode()[:, :-1]  # [N, H]
+        discount = torch.cat([(1 - is_terminal[:, None]) * gamma, wm.discount(feat).mean[:, 1:-1]], 1)
+        value = ac.slow_critic(feat).mode()
+    assert reward.shape == discount.shape == (6, horizon)
+    torch.testing.assert_close(metrics["behavior/imag_reward"], reward.mean())
+    torch.testing.assert_close(metrics["behavior/imag_discount"], discount.mean())
+    target = lambda_return(reward, value[:, :-1], discount, value[:, -1], lam)
+    torch.testing.assert_close(metrics["behavior/lambda_return"], target.mean())
+
+
 def test_logged_actor_terms_add_up_to_the_actor_loss():
     for grad in ("reinforce", "dynamics", "both"):
         torch.manual_seed(0)
