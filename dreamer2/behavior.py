@@ -134,8 +134,8 @@ class ActorCritic(nn.Module):
         reward = wm.reward(feat[:, :-1]).mode()  # [N, H]
         if cfg.model.pred_discount:
             first = (1.0 - is_terminal.float()) * cfg.behavior.discount  # the real one at step 0
-            # already times gamma (the target was)
-            discount = torch.cat([first[:, None], wm.discount(feat[:, 1:-1]).mean], 1)  # [N, H]
+            # [N, H]; the predicted ones are already times gamma (the target was)
+            discount = torch.cat([first[:, None], wm.discount(feat[:, 1:-1]).mean], 1)
         else:
             discount = torch.full_like(reward, cfg.behavior.discount)
         weight = cumulative_discount(discount)  # [N, H]
