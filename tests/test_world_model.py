@@ -541,3 +541,25 @@ def test_img_step_columns_only_is_the_same_step_without_the_one_hots():
     assert torch.equal(full["stoch"].argmax(-1) + torch.arange(4) * 3, short["columns"])
     for key in short:
         assert torch.equal(short[key], full[key]) and torch.equal(short_next[key], full_next[key]), key
+
+
+def test_layer_norm_gru_cell_is_the_reference_cell():
+    """The reference's cell: gates from LayerNorm over one Linear of [input, state]; reset r,
+    candidate tanh(r * c), update u = sigma(u' - 1), and the state u * cand + (1 - u) * state.
+    Values and every gradient, against that formula written out."""
+    from dreamer2.nets import LayerNormGRUCell
+    torch.manual_seed(0)
+    cell = LayerNormGRUCell(3, 4)
+    with torch.no_grad():
+        cell.norm.weight.uniform_(0.5, 1.5), cell.norm.bias.uniform_(-0.5, 0.5)
+    x, state = torch.randn(5, 3, requires_grad=True), torch.randn(5, 4, requires_grad=True)
+    out = cell(x, state)
+    parts = torch.nn.functional.layer_norm(torch.cat([x, state], -1) @ cell.linear.weight.t(), (12,),
+                                           cell.norm.weight, cell.norm.bias, 1e-3)
+    reset, cand, update = torch.sigmoid(parts[:, :4]), parts[:, 4:8], torch.sigmoid(parts[:, 8:] - 1)
+    expected = update * torch.tanh(reset * cand) + (1 - update) * state
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn(5, 4)
+    inputs = (x, state, cell.linear.weight, cell.norm.weight, cell.norm.bias)
+    for a, b in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
+        torch.testing.assert_close(a, b)
