@@ -428,8 +428,7 @@ def conv_as_gemm(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     [out, kh, kw, in] in memory, so it serves as the GEMM's matrix without a copy."""
     args = (_nhwc(x), conv.kernel_size, conv.stride, _valid_output_size(conv, x))
     patches = _Patches.apply(*args) if x.requires_grad else _patches(*args)  # acting: no autograd function
-    weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # [out, kh * kw * C]
-    out = dense(patches, weight, conv.bias)  # [N, oh, ow, out]
+    out = dense(patches, _kernel_rows(conv.weight), conv.bias)  # [N, oh, ow, out]
     return out.permute(0, 3, 1, 2)  # [N, out, oh, ow], channels_last in memory
 
 
@@ -597,8 +596,9 @@ def _channels_last_zeros(like: torch.Tensor, channels: int, height: int, width: 
 
 
 def _kernel_rows(weight: torch.Tensor) -> torch.Tensor:
-    """A transposed convolution's kernel [in, out, kh, kw] as a matrix [in, kh * kw * out] (a view
-    of a channels_last kernel)."""
+    """A kernel [a, b, kh, kw] as a matrix [a, kh * kw * b] (a view of a channels_last kernel): a
+    convolution's [out, kh * kw * in], which multiplies its patches, or a transposed
+    convolution's [in, kh * kw * out], which multiplies its input rows."""
     return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
