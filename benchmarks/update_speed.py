@@ -8,6 +8,8 @@ policy-step latency, and the ratio to the first precision listed. As in training
 keeps freed memory for reuse (``keep_freed_memory``); ``--default-malloc`` measures without it.
 ``--mkl-linear`` computes every Linear layer with F.linear (``nets.use_onednn_linear = False``),
 to see which of the two is the faster on a given CPU.
+``--compile-policy`` also times the policy step of a copy of the fp32 agent with ``compile_policy``
+(same weights, interleaved with the plain one) and prints its compile time.
 
     python benchmarks/update_speed.py --preset atari --precision 32 bf16 16
     python benchmarks/update_speed.py --preset small --obs vector --updates 20
@@ -124,6 +126,8 @@ def main() -> None:
                         help="leave glibc's malloc as it is (training calls keep_freed_memory)")
     parser.add_argument("--mkl-linear", action="store_true",
                         help="every Linear layer as F.linear, not large products as oneDNN's 1x1 convolution")
+    parser.add_argument("--compile-policy", action="store_true",
+                        help="also time the fp32 policy step compiled (compile_policy)")
     parser.add_argument("--sheeprl-keep-freed-memory", action="store_true",
                         help="sheeprl's process with the malloc settings of keep_freed_memory (default: as it ships)")
     parser.add_argument("--sheeprl-venv", default=str(Path.home() / ".cache" / "dreamer2" / f"sheeprl-{SHEEPRL}"))
@@ -175,15 +179,27 @@ def main() -> None:
     if sheeprl:
         sheeprl.close()
 
-    latency = {}
-    for precision, agent in agents.items():
-        state, samples = None, []
-        for i in range(50 + 200):
-            start = time.perf_counter()
-            _, state = agent.policy(obs, state, "train")
-            if i >= 50:
-                samples.append(time.perf_counter() - start)
-        latency[precision] = statistics.median(samples)
+    actors = dict(agents)  # who acts: each precision's agent, and the compiled copy of the fp32 one
+    compiled = {}
+    if args.compile_policy and "32" in agents:
+        twin = Agent(make_config(args.preset, {**overrides, "precision": "32", "compile_policy": True}), obs_space,
+                     spaces.Discrete(args.actions), args.device)
+        twin.load_state_dict(agents["32"].state_dict())
+        start = time.perf_counter()
+        twin.policy({**obs, "is_first": np.array([True])}, None, "train")  # a reset step and a plain one:
+        twin.policy(obs, None, "train")  # the two graphs a run compiles first
+        actors["32 compiled"], compiled["compile_s"] = twin, round(time.perf_counter() - start, 1)
+    states, samples = dict.fromkeys(actors), {name: [] for name in actors}
+    for round_ in range(1 + 4):  # a warm-up round, then 4 rounds of 50 steps each, interleaved
+        for name, actor in actors.items():
+            for _ in range(50):
+                start = time.perf_counter()
+                _, states[name] = actor.policy(obs, states[name], "train")
+                if round_:
+                    samples[name].append(time.perf_counter() - start)
+    latency = {name: statistics.median(times) for name, times in samples.items()}
+    if compiled:
+        compiled["policy_step_ms_median"] = round(1000 * latency["32 compiled"], 3)
 
     base = statistics.median(times[args.precision[0]])
     for precision in agents:
@@ -200,6 +216,7 @@ def main() -> None:
                           "update_s_median": round(median, 4), "updates": len(times[precision]),
                           "ratio_to_first": round(median / base, 3), "phases_s": split,
                           "policy_step_ms_median": round(1000 * latency[precision], 3), **compared,
+                          **({"compiled_policy": compiled} if compiled and precision == "32" else {}),
                           "host": describe()}), flush=True)
 
 

@@ -1,7 +1,9 @@
 """Agent = world model + actor-critic, their optimizers, and the policy used in the env."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import shutil
 import time
 import warnings
 from typing import Any
@@ -14,7 +16,7 @@ from .behavior import ActorCritic
 from .config import ConfigError
 from .diagnostics import grad_norms
 from .distributions import one_hot
-from .nets import init_like_reference
+from .nets import init_like_reference, onehot_table
 from .world_model import NON_OBS_KEYS, State, WorldModel
 
 PolicyState = tuple[State, torch.Tensor]
@@ -120,6 +122,23 @@ def cpu_bf16_matmul_speedup(size: int = 512, reps: int = 7) -> float:
     return min(times[0]) / min(times[1])  # the fastest of each: noise only ever adds time
 
 
+def compiled_acting_step(step, device: torch.device):
+    """``torch.compile`` of the acting step (``compile_policy``), one graph per kind of call.
+
+    A one-env step in eager PyTorch runs ~150 operators at a few microseconds each; compiled,
+    the elementwise ones fuse, and a C++ wrapper (``cpp_wrapper``) calls the kernels without
+    Python. The guards on module attributes are skipped (they are checked at each call, ~0.1 ms):
+    nothing changes a module's attributes after the first step, and the weights and one-hot
+    tables that change are read as inputs. Each kind of call (sampling or not, a reset in the
+    batch or not, a batch size) compiles on first use, ~10-20 s each on a CPU.
+    """
+    if device.type == "cpu" and not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        raise ConfigError("compile_policy needs a C++ compiler on a CPU (none of g++, c++, clang++ is on PATH): "
+                          "install one (apt-get install g++) or set compile_policy false")
+    return torch.compile(step, dynamic=False, options={
+        "cpp_wrapper": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
+
+
 def space_dims(act_space) -> tuple[int, bool]:
     """(action vector size, discrete?) of a gymnasium action space after the adapter."""
     discrete = hasattr(act_space, "n")
@@ -156,16 +175,21 @@ class Agent(nn.Module):
                           "preset 5.5x on an AVX2 CPU). Use precision 32 here.", stacklevel=2)
         self.cast_acting_weights = True  # acting under autocast reads cached casts (_acting_weights)
         self._acting_cast: tuple[tuple, tuple, dict[str, torch.Tensor]] | None = None
+        self._act = compiled_acting_step(self._act_step, self.device) if cfg.compile_policy else self._act_step
+        # The layers whose one-hot tables the compiled step reads (refreshed by ``policy``, outside it).
+        self._compiled_tables = (self.wm.rssm.img_in[0], self.ac.actor.net.first) if cfg.compile_policy and cfg.rssm.discrete else ()
         fp16 = self.amp_dtype == torch.float16
         kind = self.device.type
         self.model_opt = Optimizer("world_model", self.wm, cfg.model_opt, self.wm.parts(), fp16, kind)
         self.actor_opt = Optimizer("actor", self.ac.actor, cfg.actor_opt, fp16=fp16, device=kind)
         self.critic_opt = Optimizer("critic", self.ac.critic, cfg.critic_opt, fp16=fp16, device=kind)
 
-    def autocast(self) -> torch.autocast:
-        """Mixed precision for the forward passes (``precision``); weights and optimizers stay fp32."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                              enabled=self.amp_dtype is not None)
+    def autocast(self) -> torch.autocast | contextlib.nullcontext:
+        """Mixed precision for the forward passes (``precision``); weights and optimizers stay fp32.
+        In fp32, no context at all: making and entering a disabled autocast took ~30 µs of a policy step."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     # -- training -----------------------------------------------------------------------------
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
@@ -293,20 +317,27 @@ class Agent(nn.Module):
         n = len(obs["is_first"])
         if state is None:
             state = self.initial_state(n)
-        latent, action = state
-        batch = {k: v[:, None] for k, v in obs.items() if k in self.obs_space or k in NON_OBS_KEYS}
-        data = self.wm.preprocess(batch, self.device)
+        batch = {k: torch.as_tensor(v[:, None], device=self.device)
+                 for k, v in obs.items() if k in self.obs_space or k in NON_OBS_KEYS}
         sample = mode == "train" or not self.cfg.train.eval_state_mean
-        args = (data, latent, action, sample, bool(np.any(obs["is_first"])))
+        for layer in self._compiled_tables:
+            onehot_table(layer, self.wm.rssm.stoch_dim)
         with self.autocast():
-            if self.amp_dtype is not None and self.cast_acting_weights:
-                latent, dist = torch.func.functional_call(self, self._acting_weights(), args)
-            else:
-                latent, dist = self(*args)
+            latent, action = self._act(batch, *state, sample, bool(np.any(obs["is_first"])), mode)
+        return action.cpu().numpy(), (latent, action)
+
+    def _act_step(self, batch: dict[str, torch.Tensor], latent: State, action: torch.Tensor, sample: bool,
+                  resets: bool, mode: str) -> PolicyState:
+        """``policy``'s work on tensors: preprocess, the posterior, the actor, its action (with
+        exploration noise); what ``compile_policy`` compiles."""
+        args = (self.wm.preprocess(batch, self.device), latent, action, sample, resets)
+        if self.amp_dtype is not None and self.cast_acting_weights:
+            latent, dist = torch.func.functional_call(self, self._acting_weights(), args)
+        else:
+            latent, dist = self(*args)
         action = dist.sample() if mode == "train" else dist.mode()
         noise = self.cfg.train.expl_noise if mode == "train" else self.cfg.train.eval_noise
-        action = self._noise(action, noise)
-        return action.cpu().numpy(), (latent, action)
+        return latent, self._noise(action, noise)
 
     def _noise(self, action: torch.Tensor, amount: float) -> torch.Tensor:
         if amount == 0:

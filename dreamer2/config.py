@@ -201,6 +201,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     envs: int = 1  # training envs; above 1 each runs in its own worker process
     precision: str = "32"  # 32 | bf16 | 16: autocast of the networks (fp32 master weights); 16 adds a gradient scaler
+    compile_policy: bool = False  # torch.compile the acting step (fp32; on a CPU it needs a C++ compiler)
     env: EnvConfig = field(default_factory=EnvConfig)
     rssm: RSSMConfig = field(default_factory=RSSMConfig)
     encoder: CodecConfig = field(default_factory=CodecConfig)
@@ -222,7 +223,7 @@ class Config:
 
 # Keys that may change when a logdir is resumed: they say how long or how often, not what is learned.
 RESUMABLE_KEYS = frozenset({
-    "device", "envs", "train.steps", "train.eval_every", "train.eval_episodes", "train.log_every",
+    "device", "envs", "compile_policy", "train.steps", "train.eval_every", "train.eval_episodes", "train.log_every",
     "train.checkpoint_every", "train.keep_best",
 })
 ENUMS = {
@@ -339,6 +340,7 @@ def validate(cfg: DictConfig) -> None:
     checks = [
         (cfg.rssm.stoch > 0 and cfg.rssm.deter > 0, "rssm.stoch and rssm.deter must be positive"),
         (cfg.envs >= 1, "envs must be >= 1"),
+        (not cfg.compile_policy or str(cfg.precision) == "32", "compile_policy needs precision 32 (where it was measured)"),
         (cfg.rssm.discrete >= 0, "rssm.discrete must be >= 0 (0 selects Gaussian latents)"),
         (0.0 <= cfg.kl.balance <= 1.0, "kl.balance must lie in [0, 1]"),
         (cfg.replay.batch > 0 and cfg.replay.length > 1, "replay.batch must be > 0 and replay.length > 1"),

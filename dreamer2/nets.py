@@ -261,6 +261,8 @@ def onehot_table(layer: nn.Linear, width: int) -> torch.Tensor:
     weight = layer.weight
     if torch.is_grad_enabled() and weight.requires_grad:
         return weight[:, :width].t().contiguous()  # in the graph: the weight's gradient flows
+    if torch.compiler.is_compiling():  # a compiled acting step, whose caller made the copy current
+        return layer._onehot_table[1]
     key = (weight.data_ptr(), weight._version, width, weight.dtype)
     cached = getattr(layer, "_onehot_table", None)
     if cached is None or cached[0] != key:

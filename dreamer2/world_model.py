@@ -312,7 +312,7 @@ class WorldModel(nn.Module):
         ``(1 - is_terminal) * discount``."""
         data = {}
         for key, value in batch.items():
-            tensor = torch.as_tensor(np.asarray(value), device=device)
+            tensor = torch.as_tensor(value if isinstance(value, torch.Tensor) else np.asarray(value), device=device)
             if key in self.shapes and len(self.shapes[key]) == 3:
                 tensor = tensor.permute(*range(tensor.dim() - 3), -1, -3, -2).float() / 255.0 - 0.5
             elif tensor.dtype != torch.float32 and key not in ("is_first", "is_last", "is_terminal"):

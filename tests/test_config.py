@@ -45,6 +45,8 @@ def test_enum_and_range_checks():
         make_config(overrides={"kl.balance": 1.5})
     with pytest.raises(ConfigError, match="preset 'smal'.*small"):
         make_config("smal")
+    with pytest.raises(ConfigError, match="compile_policy needs precision 32"):
+        make_config(overrides={"compile_policy": True, "precision": "bf16"})
 
 
 def test_resume_with_conflicting_config_names_the_keys(tmp_path):

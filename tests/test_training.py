@@ -332,6 +332,47 @@ def test_acting_under_bf16_reads_cached_casts_that_follow_every_weight_change():
     assert not torch.equal(after, same())
 
 
+def test_compiled_policy_step_matches_the_eager_step_after_every_weight_change():
+    """compile_policy: the compiled acting step computes the eager one's posterior and action (to
+    float rounding), on a reset step and on the others, and after an update has changed the
+    weights and the one-hot tables that it reads from outside its graph. Deterministic steps
+    (the posterior's mode, the action's mode) so that the two can be compared."""
+    overrides = {"train.eval_state_mean": True}
+    space = {"image": ((64, 64, 3), np.uint8), "vector": ((4,), np.float32)}
+    torch.manual_seed(0)
+    compiled = Agent(make_config("debug", {**overrides, "compile_policy": True}), space, gymnasium.spaces.Discrete(3))
+    eager = Agent(make_config("debug", overrides), space, gymnasium.spaces.Discrete(3))
+    eager.load_state_dict(compiled.state_dict())
+    rng = np.random.default_rng(0)
+    frames = [{"image": rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8),
+               "vector": rng.normal(size=(2, 4)).astype(np.float32), "is_first": np.array([i == 0] * 2)}
+              for i in range(4)]
+
+    def run() -> list[tuple[np.ndarray, torch.Tensor]]:
+        states, steps = {compiled: None, eager: None}, []
+        for obs in frames:
+            for agent in states:
+                action, states[agent] = agent.policy(obs, states[agent], "eval")
+                steps.append((action, states[agent][0]["deter"], states[agent][0]["logits"]))
+            (action, deter, logits), (plain_action, plain_deter, plain_logits) = steps[-2:]
+            np.testing.assert_allclose(action, plain_action, atol=1e-6)  # (1 + p) - p, rounded either way
+            torch.testing.assert_close(deter, plain_deter, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(logits, plain_logits, rtol=1e-4, atol=1e-5)
+        return steps
+
+    before = run()
+    batch = {"image": rng.integers(0, 256, (4, 10, 64, 64, 3), dtype=np.uint8),
+             "vector": rng.normal(size=(4, 10, 4)).astype(np.float32),
+             "action": np.eye(3, dtype=np.float32)[rng.integers(3, size=(4, 10))],
+             "reward": rng.normal(size=(4, 10)).astype(np.float32), "is_first": np.eye(10, dtype=bool)[[0] * 4],
+             "is_last": np.zeros((4, 10), bool), "is_terminal": np.zeros((4, 10), bool)}
+    for agent in (compiled, eager):
+        torch.manual_seed(1)
+        agent.update(batch)
+    after = run()
+    assert not torch.equal(before[-2][2], after[-2][2])  # the update reached the compiled step
+
+
 def test_keep_freed_memory_reuses_freed_blocks_without_page_faults():
     """After keep_freed_memory() freed 64 MB blocks are reused: once the heap has settled,
     allocating and touching a block again faults in no pages, where glibc's default maps and
