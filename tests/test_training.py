@@ -373,6 +373,14 @@ def test_compiled_policy_step_matches_the_eager_step_after_every_weight_change()
     assert not torch.equal(before[-2][2], after[-2][2])  # the update reached the compiled step
 
 
+def test_compile_policy_without_a_cxx_compiler_is_a_clear_error(monkeypatch):
+    import shutil
+    from dreamer2.config import ConfigError
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="compile_policy needs a C.. compiler"):
+        Agent(make_config("debug", {"compile_policy": True}), {"vector": ((4,), np.float32)}, gymnasium.spaces.Discrete(2))
+
+
 def test_keep_freed_memory_reuses_freed_blocks_without_page_faults():
     """After keep_freed_memory() freed 64 MB blocks are reused: once the heap has settled,
     allocating and touching a block again faults in no pages, where glibc's default maps and
