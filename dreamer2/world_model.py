@@ -307,7 +307,7 @@ class WorldModel(nn.Module):
         return self.obs_mean[part].float(), var.sqrt().clamp_min(1e-3).float()
 
     def preprocess(self, batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-        """numpy [B, T, ...] -> tensors: images to [B, T, C, H, W] in [-0.5, 0.5], vectors
+        """numpy arrays or tensors [B, T, ...] -> tensors: images to [B, T, C, H, W] in [-0.5, 0.5], vectors
         standardized when ``model.obs_norm``, reward transformed as configured, discount target
         ``(1 - is_terminal) * discount``."""
         data = {}

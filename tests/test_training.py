@@ -348,7 +348,7 @@ def test_compiled_policy_step_matches_the_eager_step_after_every_weight_change()
                "vector": rng.normal(size=(2, 4)).astype(np.float32), "is_first": np.array([i == 0] * 2)}
               for i in range(4)]
 
-    def run() -> list[tuple[np.ndarray, torch.Tensor]]:
+    def run() -> list[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         states, steps = {compiled: None, eager: None}, []
         for obs in frames:
             for agent in states:
