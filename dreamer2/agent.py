@@ -126,8 +126,8 @@ def compiled_acting_step(step, device: torch.device):
     """``torch.compile`` of the acting step (``compile_policy``), one graph per kind of call.
 
     A one-env step in eager PyTorch runs ~150 operators at a few microseconds each; compiled,
-    the elementwise ones fuse, and a C++ wrapper (``cpp_wrapper``) calls the kernels without
-    Python. The guards on module attributes are skipped (checked at each call, they took ~0.15 ms):
+    the elementwise ones fuse, and on a CPU a C++ wrapper (``cpp_wrapper``; where it was
+    measured) calls the kernels without Python. The guards on module attributes are skipped (checked at each call, they took ~0.15 ms):
     nothing changes a module's attributes after the first step, and the weights and one-hot
     tables that change are read as inputs. Each kind of call (sampling or not, a reset in the
     batch or not, a batch size) compiles on first use, ~10-20 s each on a CPU.
@@ -136,7 +136,7 @@ def compiled_acting_step(step, device: torch.device):
         raise ConfigError("compile_policy needs a C++ compiler on a CPU (none of g++, c++, clang++ is on PATH): "
                           "install one (apt-get install g++) or set compile_policy false")
     return torch.compile(step, dynamic=False, options={
-        "cpp_wrapper": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
+        "cpp_wrapper": device.type == "cpu", "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
 
 
 def space_dims(act_space) -> tuple[int, bool]:
