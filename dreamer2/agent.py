@@ -127,9 +127,9 @@ def compiled_acting_step(step, device: torch.device):
 
     A one-env step in eager PyTorch runs ~150 operators at a few microseconds each; compiled,
     the elementwise ones fuse, and on a CPU a C++ wrapper (``cpp_wrapper``; where it was
-    measured) calls the kernels without Python. The guards on module attributes are skipped (checked at each call, they took ~0.15 ms):
-    nothing changes a module's attributes after the first step, and the weights and one-hot
-    tables that change are read as inputs. Each kind of call (sampling or not, a reset in the
+    measured) calls the kernels without Python. The guards on module attributes are skipped
+    (checked at each call, they took ~0.15 ms): nothing changes a module's attributes after the
+    first step, and the weights and one-hot tables that change are read as inputs. Each kind of call (sampling or not, a reset in the
     batch or not, a batch size) compiles on first use, ~10-20 s each on a CPU.
     """
     if device.type == "cpu" and not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
@@ -177,7 +177,8 @@ class Agent(nn.Module):
         self._acting_cast: tuple[tuple, tuple, dict[str, torch.Tensor]] | None = None
         self._act = compiled_acting_step(self._act_step, self.device) if cfg.compile_policy else self._act_step
         # The layers whose one-hot tables the compiled step reads (refreshed by ``policy``, outside it).
-        self._compiled_tables = (self.wm.rssm.img_in[0], self.ac.actor.net.first) if cfg.compile_policy and cfg.rssm.discrete else ()
+        gathering = cfg.compile_policy and cfg.rssm.discrete
+        self._compiled_tables = (self.wm.rssm.img_in[0], self.ac.actor.net.first) if gathering else ()
         fp16 = self.amp_dtype == torch.float16
         kind = self.device.type
         self.model_opt = Optimizer("world_model", self.wm, cfg.model_opt, self.wm.parts(), fp16, kind)

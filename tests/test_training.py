@@ -291,6 +291,17 @@ def test_the_bf16_speed_probe_is_the_ratio_of_the_fastest_products_measured_once
     assert cpu_bf16_matmul_speedup.cache_info().hits == 1
 
 
+def _image_vector_batch(rng: np.random.Generator, batch: int, length: int) -> dict[str, np.ndarray]:
+    """A training batch for an agent of 64x64x3 images, 4-vectors and 3 discrete actions, whose
+    sequences each start an episode."""
+    return {"image": rng.integers(0, 256, (batch, length, 64, 64, 3), dtype=np.uint8),
+            "vector": rng.normal(size=(batch, length, 4)).astype(np.float32),
+            "action": np.eye(3, dtype=np.float32)[rng.integers(3, size=(batch, length))],
+            "reward": rng.normal(size=(batch, length)).astype(np.float32),
+            "is_first": np.eye(length, dtype=bool)[[0] * batch],
+            "is_last": np.zeros((batch, length), bool), "is_terminal": np.zeros((batch, length), bool)}
+
+
 def test_acting_under_bf16_reads_cached_casts_that_follow_every_weight_change():
     """Acting casts its weights once per change instead of on every step: the casts are the ones
     autocast makes, so the step must equal the plain autocast step bit for bit (dense one-hot
@@ -320,11 +331,7 @@ def test_acting_under_bf16_reads_cached_casts_that_follow_every_weight_change():
     before = same()
     cached = agent._acting_weights()
     assert cached and all(t.dtype == torch.bfloat16 for t in cached.values())
-    batch = {"image": rng.integers(0, 256, (2, 8, 64, 64, 3), dtype=np.uint8),
-             "vector": rng.normal(size=(2, 8, 4)).astype(np.float32), "action": np.eye(3, dtype=np.float32)[rng.integers(3, size=(2, 8))],
-             "reward": rng.normal(size=(2, 8)).astype(np.float32), "is_first": np.eye(8, dtype=bool)[[0, 0]],
-             "is_last": np.zeros((2, 8), bool), "is_terminal": np.zeros((2, 8), bool)}
-    agent.update(batch)
+    agent.update(_image_vector_batch(rng, 2, 8))
     after = same()
     assert not torch.equal(before, after)  # the update reached the casts
     other = Agent(cfg, space, gymnasium.spaces.Discrete(3))
@@ -361,11 +368,7 @@ def test_compiled_policy_step_matches_the_eager_step_after_every_weight_change()
         return steps
 
     before = run()
-    batch = {"image": rng.integers(0, 256, (4, 10, 64, 64, 3), dtype=np.uint8),
-             "vector": rng.normal(size=(4, 10, 4)).astype(np.float32),
-             "action": np.eye(3, dtype=np.float32)[rng.integers(3, size=(4, 10))],
-             "reward": rng.normal(size=(4, 10)).astype(np.float32), "is_first": np.eye(10, dtype=bool)[[0] * 4],
-             "is_last": np.zeros((4, 10), bool), "is_terminal": np.zeros((4, 10), bool)}
+    batch = _image_vector_batch(rng, 4, 10)
     for agent in (compiled, eager):
         torch.manual_seed(1)
         agent.update(batch)
